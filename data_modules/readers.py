@@ -1,0 +1,100 @@
+"""Reading users' review files (CSV, TSV, JSON lines, parquet) and turning their labels into 0/1.
+
+Every failure a user can cause ends in one `UserInputError` line that names the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from src.errors import UserInputError
+
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
+           ".parquet": "parquet", ".pq": "parquet"}
+NEGATIVE = {"0", "neg", "negative", "false"}
+POSITIVE = {"1", "pos", "positive", "true"}
+
+
+def check_file(path: str | os.PathLike, what: str = "data file") -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UserInputError(f"{what} not found: {p} (check the path, e.g. --data.path /path/to/reviews.csv)")
+    if p.is_dir():
+        raise UserInputError(f"{what} {p} is a folder; give the file itself")
+    if p.stat().st_size == 0:
+        raise UserInputError(f"{what} {p} is empty")
+    return p
+
+
+def check_utf8(path: Path) -> None:
+    """Fail with the byte offset of the first invalid UTF-8 sequence, which pandas would not tell."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserInputError(
+            f"{path} is not UTF-8: invalid byte 0x{data[e.start]:02x} at byte offset {e.start}; "
+            f"re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """A review file -> DataFrame, by its extension: .csv, .tsv, .jsonl/.json, .parquet."""
+    p = check_file(path)
+    kind = FORMATS.get(p.suffix.lower())
+    if kind is None:
+        raise UserInputError(f"cannot tell the format of {p}: use one of {', '.join(sorted(FORMATS))}")
+    try:
+        if kind == "parquet":
+            return pd.read_parquet(p)
+        check_utf8(p)
+        if kind == "jsonl":
+            return pd.read_json(p, lines=True, dtype=False)
+        return pd.read_csv(p, sep="\t" if kind == "tsv" else ",", dtype=str, keep_default_na=False)
+    except UserInputError:
+        raise
+    except Exception as e:  # a parser's own message, prefixed with the file: malformed CSV, bad JSON line, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserInputError(f"could not read {p} as {kind}: {first}") from None
+
+
+def pick_columns(frame: pd.DataFrame, path, text_column: str, label_column: Optional[str]) -> pd.DataFrame:
+    if frame.empty:
+        raise UserInputError(f"{path} has no rows")
+    wanted = [text_column] + ([label_column] if label_column else [])
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing:
+        flag = {text_column: "--data.text_column", label_column: "--data.label_column"}
+        fixes = ", ".join(f"{flag[c]} for {c!r}" for c in missing)
+        raise UserInputError(f"{path} has no column {', '.join(map(repr, missing))}; its columns are "
+                             f"{list(map(str, frame.columns))}: set {fixes}")
+    return frame[wanted]
+
+
+def normalize_labels(values: pd.Series, source: str) -> tuple[np.ndarray, list[str]]:
+    """Two-class labels -> (0/1 array, [name of 0, name of 1]).
+
+    Accepted: 0/1, pos/neg, positive/negative, true/false (any case), or any two numbers (the larger is
+    positive, e.g. 1/2 star polarity). Names keep the file's own spelling so predictions read like the input.
+    """
+    text = values.astype(str).str.strip()
+    found = sorted(set(text))
+    lowered = {v: v.lower() for v in found}
+    if set(lowered.values()) <= NEGATIVE | POSITIVE and len(found) <= 2 and not (
+            set(lowered.values()) <= NEGATIVE or set(lowered.values()) <= POSITIVE):
+        positive = {v for v in found if lowered[v] in POSITIVE}
+        labels = text.isin(positive).to_numpy(np.int64)
+        names = [next(v for v in found if v not in positive), next(iter(positive))]
+        return labels, names
+    numeric = pd.to_numeric(pd.Series(found), errors="coerce")
+    if len(found) == 2 and numeric.notna().all():
+        low, high = (found[0], found[1]) if numeric[0] < numeric[1] else (found[1], found[0])
+        return (text == high).to_numpy(np.int64), [low, high]
+    shown = found[:10] + (["..."] if len(found) > 10 else [])
+    raise UserInputError(
+        f"label column {source} has {len(found)} distinct value(s) {shown}; a binary classifier needs two: "
+        f"0/1, neg/pos or negative/positive (map the labels or choose another --data.label_column)")

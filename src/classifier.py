@@ -1,0 +1,205 @@
+"""TextClassifier: the LightningModule that trains an RNNClassifier on 0/1 labels."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Sequence
+
+import torch
+import pytorch_lightning as pl
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
+
+from data_modules.batching import TextBatch, pad_collate
+from data_modules.text import Vocabulary
+from src.checkpoints import MODEL_CLASS_KEY, load_module
+from src.errors import UserInputError
+from src.models.classifier import RNNClassifier
+from src.monitoring import RecurrentTrace
+
+
+class Prediction(NamedTuple):
+    probability: float  # P(label 1)
+    label: str  # the training data's own name for the predicted class
+
+
+class TextClassifier(pl.LightningModule):
+    """Binary text classifier with BCE-with-logits; val/test accuracy, F1 and AUROC.
+
+    ``vocab_size`` and ``pad_index`` come from the DataModule (linked in train.py). The vocabulary, label
+    names and ``max_len`` are taken from the DataModule at setup and stored in every checkpoint as plain
+    data, so ``TextClassifier.load_from_checkpoint(p).predict_texts([...])`` needs nothing else.
+
+    Args:
+        cell: ``rnn`` | ``lstm`` | ``gru``; ``nonlinearity`` (tanh|relu) applies to ``rnn``.
+        pooling: ``last`` | ``mean`` | ``max`` over valid positions.
+        pack: pack unidirectional layers too (bidirectional ones always are).
+        optimizer, scheduler: from the config (LightningCLI callables); a scheduler steps per epoch on val/loss.
+        glove_path: optional GloVe text file (``word v1 ... vD``) to initialise the embedding; D must equal
+            ``embedding_dim``.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int = 2,
+        pad_index: int = 0,
+        cell: str = "lstm",
+        embedding_dim: int = 128,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        pooling: str = "last",
+        nonlinearity: str = "tanh",
+        pack: bool = False,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        scheduler: Optional[LRSchedulerCallable] = None,
+        glove_path: Optional[str] = None,
+    ):
+        super().__init__()
+        # Optimizer callables are configuration, not model data: keeping them out of the hyperparameters
+        # keeps every checkpoint loadable with torch.load(weights_only=True).
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.net = RNNClassifier(vocab_size, embedding_dim, hidden_size, num_layers, cell, bidirectional, dropout,
+                                 pooling, pad_index, nonlinearity, pack)
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.loss_fn = nn.BCEWithLogitsLoss()
+        metrics = MetricCollection({"acc": BinaryAccuracy(), "f1": BinaryF1Score(), "auroc": BinaryAUROC()})
+        self.val_metrics, self.test_metrics = metrics.clone(prefix="val/"), metrics.clone(prefix="test/")
+        self.vocabulary: Optional[Vocabulary] = None
+        self.label_names: list[str] = ["negative", "positive"]
+        self.max_len: Optional[int] = None
+        self.trace_requested = False  # monitoring contract (src/monitoring.py)
+        self.last_trace: Optional[RecurrentTrace] = None
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """tokens ``[B, T]``, lengths ``[B]`` -> logits ``[B]``."""
+        return self.net(tokens, lengths).logits
+
+    # -- data the checkpoint carries ----------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        vocabulary = getattr(datamodule, "vocabulary", None)
+        if vocabulary is None:
+            return
+        if len(vocabulary) != self.hparams.vocab_size:
+            raise UserInputError(f"the data's vocabulary has {len(vocabulary)} entries but the model expects "
+                                 f"{self.hparams.vocab_size}; keep --model.vocab_size linked to the data")
+        self.vocabulary, self.label_names = vocabulary, list(datamodule.label_names)
+        self.max_len = datamodule.max_len
+        if stage == "fit" and self.hparams.glove_path and not self._restoring():
+            self._init_embedding_from_glove(self.hparams.glove_path)
+
+    def _restoring(self) -> bool:
+        return self._trainer is not None and self.trainer.ckpt_path is not None
+
+    def _init_embedding_from_glove(self, path: str) -> None:
+        from data_modules.glove import read_glove
+
+        words, vectors = read_glove(path, words=set(self.vocabulary.tokens))
+        if vectors.shape[1] != self.hparams.embedding_dim:
+            raise UserInputError(f"GloVe file {path} has {vectors.shape[1]}-d vectors but embedding_dim="
+                                 f"{self.hparams.embedding_dim}; set --model.embedding_dim {vectors.shape[1]}")
+        weight = self.net.embedding.weight
+        with torch.no_grad():
+            rows = torch.tensor([self.vocabulary.index[w] for w in words], dtype=torch.long)
+            weight[rows] = torch.as_tensor(vectors, dtype=weight.dtype)
+        self.print(f"GloVe: initialised {len(words)} of {len(self.vocabulary)} embedding rows from {path}")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[MODEL_CLASS_KEY] = type(self).__name__
+        checkpoint["vocabulary"] = self.vocabulary.tokens if self.vocabulary is not None else None
+        checkpoint["label_names"] = self.label_names
+        checkpoint["max_len"] = self.max_len
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        found = checkpoint.get(MODEL_CLASS_KEY)
+        if found != type(self).__name__:
+            raise UserInputError(f"the checkpoint holds a {found or 'model of unknown class'}, not a "
+                                 f"{type(self).__name__}: use the config it was trained with")
+        tokens = checkpoint.get("vocabulary")
+        if tokens is not None:
+            if self.vocabulary is not None and self.vocabulary.tokens != tokens:
+                raise UserInputError("the checkpoint's vocabulary differs from the one built from this data; "
+                                     "evaluate with the --data options it was trained with (path, max_vocab_size, "
+                                     "min_freq, seed)")
+            self.vocabulary = Vocabulary(tokens)
+        self.label_names = list(checkpoint.get("label_names", self.label_names))
+        self.max_len = checkpoint.get("max_len")
+
+    # -- training -----------------------------------------------------------------------------------------
+    def _step(self, batch: TextBatch, stage: str) -> torch.Tensor:
+        watch = stage == "train" and self.trace_requested
+        out = self.net(batch.tokens, batch.lengths, watch_inputs=watch)
+        logits = out.logits.float()
+        loss = self.loss_fn(logits, batch.labels)
+        size = len(batch.labels)
+        if stage == "train":
+            if not torch.isfinite(loss):
+                # Raising here stops training before any checkpoint of the broken weights is written.
+                raise FloatingPointError(f"training loss became {loss.item()} at step {self.global_step}; the last "
+                                         "good checkpoint is kept. Lower the learning rate or set "
+                                         "--trainer.gradient_clip_val")
+            if watch:
+                self.last_trace = out.trace
+            self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        else:
+            metrics = self.val_metrics if stage == "val" else self.test_metrics
+            metrics.update(torch.sigmoid(logits), batch.labels.long())
+            self.log(f"{stage}/loss", loss, batch_size=size, sync_dist=True)
+            self.log_dict(metrics, batch_size=size, prog_bar=stage == "val")
+        return loss
+
+    def training_step(self, batch: TextBatch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: TextBatch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: TextBatch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: TextBatch, batch_idx: int) -> torch.Tensor:
+        return torch.sigmoid(self(batch.tokens, batch.lengths).float())
+
+    def trace(self, batch: TextBatch) -> RecurrentTrace:
+        """Monitoring contract: a forward pass for inspection only."""
+        return self.net(batch.tokens.to(self.device), batch.lengths).trace
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "monitor": "val/loss"}}
+
+    # -- inference from a checkpoint alone ---------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(cls, path: str, map_location="cpu") -> "TextClassifier":
+        """``load_from_checkpoint`` with one-line errors for missing, truncated or foreign checkpoints."""
+        return load_module(cls, path, map_location)
+
+    def encode_texts(self, texts: Sequence[str]) -> list[list[int]]:
+        if self.vocabulary is None:
+            raise UserInputError("this model has no vocabulary: load it from a checkpoint written by train.py")
+        return [self.vocabulary.encode_text(t, self.max_len) for t in texts]
+
+    @torch.no_grad()
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 256) -> list[float]:
+        """P(label 1) per text. Texts are batched by length; empty or all-unknown texts get a probability too."""
+        was_training = self.training
+        self.eval()
+        encoded = self.encode_texts(texts)
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        probabilities = [0.0] * len(encoded)
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            batch = pad_collate([(encoded[i], 0.0) for i in rows], self.hparams.pad_index)
+            p = torch.sigmoid(self(batch.tokens.to(self.device), batch.lengths).float()).cpu()
+            for i, value in zip(rows, p.tolist()):
+                probabilities[i] = value
+        self.train(was_training)
+        return probabilities
+
+    def predict_texts(self, texts: Sequence[str], batch_size: int = 256, threshold: float = 0.5) -> list[Prediction]:
+        return [Prediction(p, self.label_names[int(p >= threshold)]) for p in self.predict_proba(texts, batch_size)]

@@ -1,0 +1,79 @@
+"""Sequence classifier: embedding -> recurrent stack -> pooling -> one logit. Plain PyTorch, no loss."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from src.models.recurrent import RecurrentOutput, RecurrentStack, check_choice, last_valid
+from src.monitoring import RecurrentTrace, mask_from_lengths, watch_gradient
+
+POOLINGS = ("last", "mean", "max")
+
+
+class ClassifierOutput(NamedTuple):
+    logits: Tensor  # [B]
+    trace: RecurrentTrace
+
+
+class RNNClassifier(nn.Module):
+    """tokens ``[B, T]`` + lengths ``[B]`` -> logits ``[B]``.
+
+    Padding-aware: the representation of a review never depends on its padding. ``last`` takes the top
+    layer's output at each review's last valid token (for bidirectional models, concatenated with the
+    reverse direction's output at the first token); ``mean`` and ``max`` pool over valid positions only.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_dim: int = 128,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        cell: str = "lstm",
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        pooling: str = "last",
+        pad_index: int = 0,
+        nonlinearity: str = "tanh",
+        pack: bool = False,
+    ):
+        super().__init__()
+        self.pooling = check_choice("pooling", pooling, POOLINGS)
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_index)
+        self.rnn = RecurrentStack(embedding_dim, hidden_size, num_layers, cell, bidirectional, dropout,
+                                  nonlinearity=nonlinearity, pack=pack)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size * self.rnn.directions, 1)
+
+    def forward(self, tokens: Tensor, lengths: Tensor, watch_inputs: bool = False) -> ClassifierOutput:
+        embedded = self.dropout(self.embedding(tokens))  # [B, T, E]
+        if watch_inputs:
+            embedded = watch_gradient(embedded)
+        mask = mask_from_lengths(lengths.to(tokens.device), tokens.size(1))  # [B, T]
+        rec = self.rnn(embedded, lengths)
+        pooled = self.pool(rec, lengths, mask)  # [B, H * dirs]
+        logits = self.head(self.dropout(pooled)).squeeze(-1)
+        return ClassifierOutput(logits, RecurrentTrace(embedded, mask, rec.hidden, self._cells(rec)))
+
+    def pool(self, rec: RecurrentOutput, lengths: Tensor, mask: Tensor) -> Tensor:
+        out = rec.output  # [B, T, H * dirs]
+        if self.pooling == "mean":
+            m = mask.unsqueeze(-1).to(out.dtype)
+            return (out * m).sum(1) / m.sum(1).clamp(min=1.0)
+        if self.pooling == "max":
+            return out.masked_fill(~mask.unsqueeze(-1), torch.finfo(out.dtype).min).amax(1)
+        h = self.rnn.hidden_size
+        forward_last = last_valid(out[..., :h], lengths)
+        if self.rnn.directions == 1:
+            return forward_last
+        return torch.cat([forward_last, out[:, 0, h:]], dim=-1)
+
+    def _cells(self, rec: RecurrentOutput) -> dict[str, Tensor]:
+        if rec.final_cell is None:
+            return {}
+        d = self.rnn.directions
+        names = [f"rnn_l{i}" + ("_reverse" if j else "") for i in range(self.rnn.num_layers) for j in range(d)]
+        return dict(zip(names, rec.final_cell))
