@@ -1,0 +1,66 @@
+"""Predict sentiment for a text file, one review per line, from a checkpoint alone (no config).
+
+    python -m src.predict --ckpt_path CKPT --input texts.txt --output preds.csv
+
+Writes a CSV with columns ``text,probability,label``: one row per input line, blank lines included.
+``--ckpt_path`` may also be an exported ``model.onnx`` (with ``vocab.json`` beside it), run by ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from src.errors import UserInputError
+
+
+def read_lines(path: str) -> list[str]:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserInputError(f"input file not found: {p} (one review per line)")
+    data = p.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserInputError(f"{p} is not UTF-8: invalid byte at byte offset {e.start}; re-save it as UTF-8") from None
+    return text.splitlines()
+
+
+def predict_file(ckpt_path: str, input_path: str, output_path: str, batch_size: int = 256) -> pd.DataFrame:
+    texts = read_lines(input_path)
+    if ckpt_path.endswith(".onnx"):
+        from src.onnx_runtime import OnnxClassifier
+
+        predictions = OnnxClassifier(ckpt_path).predict_texts(texts, batch_size)
+    else:
+        from src.classifier import TextClassifier
+
+        predictions = TextClassifier.from_checkpoint(ckpt_path).predict_texts(texts, batch_size)
+    frame = pd.DataFrame({"text": texts, "probability": [p.probability for p in predictions],
+                          "label": [p.label for p in predictions]})
+    out = Path(output_path).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False)
+    return frame
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt_path", required=True, help="a TextClassifier checkpoint (.ckpt) or an exported model.onnx")
+    parser.add_argument("--input", required=True, help="UTF-8 text file, one review per line")
+    parser.add_argument("--output", required=True, help="CSV to write (text,probability,label)")
+    parser.add_argument("--batch_size", type=int, default=256)
+    args = parser.parse_args(argv)
+    try:
+        frame = predict_file(args.ckpt_path, args.input, args.output, args.batch_size)
+    except UserInputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"wrote {len(frame)} predictions to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
