@@ -30,20 +30,28 @@ DATA_TO_MODEL = [
 
 class RNNLabCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
-        # A group of its own, so a config that sets trainer.callbacks (configs/dynamics.yaml) keeps it.
+        # Checkpoint groups of their own, so a config that sets trainer.callbacks (configs/dynamics.yaml)
+        # keeps them. `checkpoint` keeps the best epoch by its `monitor`; `last_checkpoint` rewrites last.ckpt
+        # after every epoch (ModelCheckpoint's own save_last only follows saves of the best).
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_last": True})
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
+        parser.set_defaults({"last_checkpoint.filename": "last", "last_checkpoint.monitor": None,
+                             "last_checkpoint.save_top_k": 1, "last_checkpoint.enable_version_counter": False})
         for source, target in DATA_TO_MODEL:
             parser.link_arguments(source, target, apply_on="instantiate")
 
-    def before_instantiate_classes(self) -> None:
-        ckpt_path = self.config.get(self.subcommand, {}).get("ckpt_path") if self.subcommand else None
-        if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):
-            read_checkpoint(ckpt_path)  # a missing or truncated file fails here in one line, before any work
+
+def check_ckpt_arg(argv: list[str]) -> None:
+    """A missing or truncated ``--ckpt_path`` fails here in one line, before LightningCLI reads it."""
+    for i, arg in enumerate(argv):
+        path = argv[i + 1] if arg == "--ckpt_path" and i + 1 < len(argv) else arg.partition("=")[2] if arg.startswith("--ckpt_path=") else None
+        if path and path not in ("last", "best", "hpc", "registry", "null"):
+            read_checkpoint(path)
 
 
 def cli_main(args=None) -> RNNLabCLI | None:
     try:
+        check_ckpt_arg(sys.argv[1:] if args is None else [str(a) for a in args])
         return RNNLabCLI(
             pl.LightningModule,
             pl.LightningDataModule,
