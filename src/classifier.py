@@ -167,6 +167,11 @@ class TextClassifier(pl.LightningModule):
         """Monitoring contract: a forward pass for inspection only."""
         return self.net(batch.tokens.to(self.device), batch.lengths).trace
 
+    def configure_callbacks(self):
+        from src.prediction_writer import ClassifierPredictionWriter
+
+        return [ClassifierPredictionWriter()]  # acts in `train.py predict` only
+
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:

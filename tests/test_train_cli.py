@@ -83,6 +83,8 @@ def test_resume_continues_at_the_next_epoch_and_validate_test_predict_run(traine
         cli_main([sub, "--config", str(ROOT / "configs/reviews.yaml"), "--ckpt_path", last,
                   "--trainer.default_root_dir", str(tmp_path / sub), "--data.cache_dir", str(tmp / "cache"), *QUIET])
     assert scalars(tmp_path / "test")["test/acc"][-1] >= 0.95
+    predictions = pd.read_csv(tmp_path / "predict/lightning_logs/version_0/predictions.csv")
+    assert len(predictions) == 200 and set(predictions.label) <= {"negative", "positive"}  # the 10% test split
 
 
 def run_train(*args, cwd=ROOT):
