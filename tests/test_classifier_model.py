@@ -25,10 +25,11 @@ def test_logit_does_not_depend_on_padding(cell, pooling, bidirectional):
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_padded_last_step_gather_equals_packed_final_state(cell):
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_padded_run_equals_packed_run_at_valid_positions(cell, bidirectional):
     torch.manual_seed(1)
-    padded = RecurrentStack(5, 7, num_layers=2, cell=cell)
-    packed = RecurrentStack(5, 7, num_layers=2, cell=cell, pack=True)
+    padded = RecurrentStack(5, 7, num_layers=2, cell=cell, bidirectional=bidirectional)
+    packed = RecurrentStack(5, 7, num_layers=2, cell=cell, bidirectional=bidirectional, pack=True)
     packed.load_state_dict(padded.state_dict())
     x, lengths = torch.randn(4, 9, 5), torch.tensor([9, 3, 1, 6])
     a, b = padded(x, lengths), packed(x, lengths)
@@ -37,6 +38,24 @@ def test_padded_last_step_gather_equals_packed_final_state(cell):
     for name in a.hidden:  # valid positions agree; the packed path zeroes padding
         mask = torch.arange(9)[None, :] < lengths[:, None]
         torch.testing.assert_close(a.hidden[name][mask], b.hidden[name][mask])
+
+
+def test_reverse_direction_matches_torch_bidirectional_lstm_on_packed_input():
+    torch.manual_seed(2)
+    ours = RecurrentStack(4, 3, cell="lstm", bidirectional=True)
+    reference = torch.nn.LSTM(4, 3, batch_first=True, bidirectional=True)
+    with torch.no_grad():
+        for name, p in ours.layers[0].named_parameters():
+            getattr(reference, name).copy_(p)
+            getattr(reference, name + "_reverse").copy_(getattr(ours.reverse_layers[0], name))
+    x, lengths = torch.randn(3, 6, 4), torch.tensor([6, 2, 4])
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out, (h_n, _) = reference(packed)
+    out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True)
+    mine = ours(x, lengths)
+    mask = torch.arange(6)[None, :] < lengths[:, None]
+    torch.testing.assert_close(mine.output[mask], out[mask])
+    torch.testing.assert_close(mine.final_hidden, h_n)
 
 
 def test_trace_exposes_inputs_mask_and_per_layer_hidden_sequences():

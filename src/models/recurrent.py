@@ -1,9 +1,11 @@
 """A stack of RNN/LSTM/GRU layers that exposes every layer's hidden-state sequence.
 
 `nn.LSTM(num_layers=k)` returns only the top layer's outputs; the dynamics callbacks need each layer, so
-the stack runs one cuDNN call per layer instead. Unidirectional layers run on the padded batch: padding
-sits after each sequence's last token, so the outputs at valid positions never see it. Bidirectional
-layers are packed, because the reverse direction would otherwise read the padding first.
+the stack runs one cuDNN call per layer instead. Every layer runs on the padded batch: padding sits after
+each sequence's last token, so the outputs at valid positions never see it. The reverse direction of a
+bidirectional layer is a second unidirectional RNN run on each sequence reversed within its own length
+(padding stays at the end), so it never reads padding first either; this is as exact as packing and runs
+as fast as the padded forward direction (packed sequences are many times slower on CPU).
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ class RecurrentStack(nn.Module):
     """``x [B, T, D]`` (+ ``lengths [B]``) -> per-layer hidden sequences and final states.
 
     cell: ``rnn`` (``nonlinearity`` tanh or relu), ``lstm`` or ``gru``. ``dropout`` acts between layers, as in
-    ``nn.LSTM``. ``pack=True`` packs unidirectional layers too (the reference pipeline's way; slower, and
-    needed only when an exact final LSTM cell state of a padded batch matters).
+    ``nn.LSTM``. ``pack=True`` packs every layer instead (the reference pipeline's way; slower, and needed
+    only when an exact final LSTM cell state of a padded batch matters).
     """
 
     def __init__(
@@ -56,13 +58,12 @@ class RecurrentStack(nn.Module):
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.cell, self.hidden_size, self.num_layers, self.name = cell, hidden_size, num_layers, name
         self.directions = 2 if bidirectional else 1
-        self.pack = pack or bidirectional
+        self.pack = pack
         extra = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
-        self.layers = nn.ModuleList(
-            rnn_cls(input_size if i == 0 else hidden_size * self.directions, hidden_size, batch_first=True,
-                    bidirectional=bidirectional, **extra)
-            for i in range(num_layers)
-        )
+        sizes = [input_size if i == 0 else hidden_size * self.directions for i in range(num_layers)]
+        self.layers = nn.ModuleList(rnn_cls(n, hidden_size, batch_first=True, **extra) for n in sizes)
+        self.reverse_layers = nn.ModuleList(
+            rnn_cls(n, hidden_size, batch_first=True, **extra) for n in (sizes if bidirectional else []))
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, lengths: Optional[Tensor] = None, state=None) -> RecurrentOutput:
@@ -72,36 +73,58 @@ class RecurrentStack(nn.Module):
         h0, c0 = (state if isinstance(state, tuple) else (state, None)) if state is not None else (None, None)
         hidden, finals_h, finals_c = {}, [], []
         d = self.directions
+        reversal = reverse_index(lengths, steps) if d == 2 and lengths is not None else None
         for i, layer in enumerate(self.layers):
             if i > 0:
                 x = self.dropout(x)
-            layer_state = None
+            states = [None] * d
             if h0 is not None:
-                layer_state = h0[i * d:(i + 1) * d].contiguous()
+                states = [h0[i * d + j][None].contiguous() for j in range(d)]
                 if self.cell == "lstm":
-                    layer_state = (layer_state, c0[i * d:(i + 1) * d].contiguous())
-            if self.pack and lengths is not None:
-                packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-                out, last = layer(packed, layer_state)
-                x, _ = pad_packed_sequence(out, batch_first=True, total_length=steps)
-                h_n, c_n = last if isinstance(last, tuple) else (last, None)
-            else:
-                x, last = layer(x, layer_state)
-                h_n, c_n = last if isinstance(last, tuple) else (last, None)
-                if lengths is not None:
-                    # The padded run's h_n is the state after the padding; the state after each sequence's
-                    # last valid token is its output there. (c_n has no such exact counterpart.)
-                    h_n = last_valid(x, lengths)[None]
-                    c_n = None
-            if self.directions == 1:
-                hidden[f"{self.name}_l{i}"] = x
-            else:
-                hidden[f"{self.name}_l{i}"] = x[..., : self.hidden_size]
-                hidden[f"{self.name}_l{i}_reverse"] = x[..., self.hidden_size:]
+                    states = [(h, c0[i * d + j][None].contiguous()) for j, h in enumerate(states)]
+            out, h_n, c_n = self._run(layer, x, lengths, states[0])
+            outputs, names = [out], [f"{self.name}_l{i}"]
+            if d == 2:
+                x_rev = x.flip(1) if reversal is None else x.gather(1, reversal.expand(-1, -1, x.size(-1)))
+                out_rev, h_rev, c_rev = self._run(self.reverse_layers[i], x_rev, lengths, states[1])
+                out_rev = out_rev.flip(1) if reversal is None else out_rev.gather(1, reversal.expand(-1, -1, out_rev.size(-1)))
+                outputs.append(out_rev)
+                names.append(f"{self.name}_l{i}_reverse")
+                h_n = torch.cat([h_n, h_rev])
+                c_n = torch.cat([c_n, c_rev]) if c_n is not None and c_rev is not None else None
+            hidden.update(zip(names, outputs))
+            x = torch.cat(outputs, dim=-1) if d == 2 else out
             finals_h.append(h_n)
             finals_c.append(c_n)
         final_cell = torch.cat(finals_c) if all(c is not None for c in finals_c) else None
         return RecurrentOutput(x, hidden, torch.cat(finals_h), final_cell)
+
+    def _run(self, layer: nn.Module, x: Tensor, lengths: Optional[Tensor], state):
+        """One unidirectional layer -> output ``[B, T, H]``, ``h_n``/``c_n`` ``[1, B, H]`` after each last valid token."""
+        steps = x.size(1)
+        if self.pack and lengths is not None:
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, last = layer(packed, state)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=steps)
+            h_n, c_n = last if isinstance(last, tuple) else (last, None)
+            return out, h_n, c_n
+        out, last = layer(x, state)
+        h_n, c_n = last if isinstance(last, tuple) else (last, None)
+        if lengths is not None:
+            # The padded run's h_n is the state after the padding; the state after each sequence's last
+            # valid token is its output there. (c_n has no such exact counterpart on this path.)
+            h_n, c_n = last_valid(out, lengths)[None], None
+        return out, h_n, c_n
+
+
+def reverse_index(lengths: Tensor, steps: int) -> Tensor:
+    """``[B, T, 1]`` gather index that reverses each sequence within its length and leaves padding in place.
+
+    Applying it twice is the identity, so the same index turns the reverse direction's outputs back.
+    """
+    positions = torch.arange(steps, device=lengths.device)[None, :]
+    lengths = lengths.to(positions.device)[:, None]
+    return torch.where(positions < lengths, lengths - 1 - positions, positions).unsqueeze(-1)
 
 
 def last_valid(seq: Tensor, lengths: Tensor) -> Tensor:
