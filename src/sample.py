@@ -1,0 +1,53 @@
+"""Generate text from a CharLanguageModel checkpoint alone (no config, no data).
+
+    python -m src.sample --ckpt_path CKPT --prime "the " --length 200 --temperature 0.8 --seed 0
+
+Prints the prime and the generated characters to stdout and nothing else; warnings (a prime character the
+vocabulary lacks) and errors go to stderr. The same seed gives the same text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from src.errors import UserInputError
+
+
+def sample(ckpt_path: str, prime: str, length: int, temperature: float, top_k=None, seed=None,
+           device: str = "cpu") -> str:
+    if not temperature >= 0:  # before loading anything: also catches nan
+        raise UserInputError(f"temperature={temperature} must be >= 0 (0 = greedy, 1 = the model's own "
+                             "distribution, e.g. 0.8)")
+    from src.char_lm import CharLanguageModel
+
+    model = CharLanguageModel.from_checkpoint(ckpt_path, map_location=device)
+    return model.generate(prime, length, temperature, top_k=top_k, seed=seed)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt_path", required=True, help="a CharLanguageModel checkpoint (.ckpt)")
+    parser.add_argument("--prime", default="the ", help="text the sample starts from (printed too)")
+    parser.add_argument("--length", type=int, default=200, help="characters to generate after the prime")
+    parser.add_argument("--temperature", type=float, default=1.0, help=">= 0; 0 = greedy, < 1 safer, > 1 wilder")
+    parser.add_argument("--top_k", type=int, default=None, help="sample among the k most likely characters")
+    parser.add_argument("--seed", type=int, default=None, help="same seed, same text")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    args = parser.parse_args(argv)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            text = sample(args.ckpt_path, args.prime, args.length, args.temperature, args.top_k, args.seed, args.device)
+        for w in caught:
+            if issubclass(w.category, UserWarning) and "vocabulary lacks" in str(w.message):
+                print(f"warning: {w.message}", file=sys.stderr)
+    except UserInputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
