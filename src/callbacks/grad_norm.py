@@ -1,0 +1,132 @@
+"""Parameter gradient norms before clipping: total and per layer, with a warning when they vanish or explode."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities import grad_norm, rank_zero_warn
+from torch import nn
+
+from src.callbacks.common import (add_layout, check_every_n_steps, due, flush_scalars, log_scalars, run_dir,
+                                  tensorboard_writer)
+from src.errors import UserInputError
+
+
+def layer_grad_norms(module: nn.Module, norm_type: float = 2.0, per_tensor: bool = False) -> dict[str, float]:
+    """``{"total": ..., "<layer>": ...}`` gradient p-norms of ``module``'s parameters, in float32.
+
+    A layer is the module that owns the parameter (``net.rnn.layers.0.weight_ih_l0`` -> ``net.rnn.layers.0``);
+    its norm combines its tensors as if concatenated, so one tag per layer, not per tensor. ``per_tensor``
+    keys by full parameter name instead. Parameters without a gradient are skipped; {} if none has one.
+    """
+    prefix = f"grad_{float(norm_type)}_norm/"
+    per_param = {name[len(prefix):]: value.float().item()
+                 for name, value in grad_norm(module, norm_type).items() if name.startswith(prefix)}
+    if not per_param:
+        return {}
+    groups: dict[str, list[float]] = {}
+    for name, value in per_param.items():
+        groups.setdefault(name if per_tensor else name.rpartition(".")[0] or name, []).append(value)
+    norms = {layer: _combine(values, norm_type) for layer, values in groups.items()}
+    norms["total"] = _combine(list(per_param.values()), norm_type)
+    return norms
+
+
+def _combine(norms: list[float], norm_type: float) -> float:
+    """The p-norm of a concatenation from the p-norms of its parts."""
+    if math.isinf(norm_type):
+        return max(norms)
+    return float(np.sum(np.power(np.asarray(norms, dtype=np.float64), norm_type)) ** (1.0 / norm_type))
+
+
+class GradientNormMonitor(Callback):
+    """Logs ``gradnorm/total`` and ``gradnorm/<layer>`` every ``every_n_steps`` optimizer steps, from
+    ``on_before_optimizer_step``: after backward (and AMP unscaling), before gradient clipping. Warns once per
+    kind (one console line) when the total falls below ``vanishing_threshold`` or rises above
+    ``exploding_threshold``, counts such steps, and writes the counts as text ``gradnorm/warnings`` at the end.
+    Works with any LightningModule (no monitoring contract needed).
+
+    Args:
+        every_n_steps: log (and check the thresholds) on optimizer steps 0, n, 2n, ...
+        norm_type: p of the p-norm (2.0; ``inf`` for the max-abs norm).
+        per_tensor: one tag per parameter tensor instead of per layer.
+        vanishing_threshold, exploding_threshold: total norms outside [vanishing, exploding] are flagged.
+        save_arrays: write ``gradient_norms.npz`` at the end of training (also when it stops on an exception).
+    """
+
+    def __init__(self, every_n_steps: int = 25, norm_type: float = 2.0, per_tensor: bool = False,
+                 vanishing_threshold: float = 1e-6, exploding_threshold: float = 10.0, save_arrays: bool = True):
+        super().__init__()
+        if not float(norm_type) > 0:
+            raise UserInputError(f"GradientNormMonitor norm_type={norm_type} must be > 0 (2.0, or inf)")
+        if not 0 <= vanishing_threshold < exploding_threshold:
+            raise UserInputError(f"vanishing_threshold={vanishing_threshold} must be >= 0 and below "
+                                 f"exploding_threshold={exploding_threshold} (defaults 1e-6 and 10)")
+        self.every_n_steps = check_every_n_steps(every_n_steps)
+        self.norm_type, self.per_tensor, self.save_arrays = float(norm_type), per_tensor, save_arrays
+        self.vanishing_threshold, self.exploding_threshold = vanishing_threshold, exploding_threshold
+        self.records: list[dict] = []  # per logged step: step, epoch, norms
+        self.flagged = {"vanishing": 0, "exploding": 0}  # logged steps past each threshold
+        self._last_step: Optional[int] = None
+
+    def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
+        if writer is not None:
+            add_layout(writer, "parameter gradient norms", {"total (before clipping)": ["gradnorm/total"],
+                                                            "per layer": [r"gradnorm/(?!total).*"]})
+
+    def on_before_optimizer_step(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", optimizer) -> None:
+        if not due(trainer, self.every_n_steps, self._last_step):
+            return
+        self._last_step = trainer.global_step
+        norms = layer_grad_norms(pl_module, self.norm_type, self.per_tensor)
+        if not norms:
+            return
+        self.records.append({"step": trainer.global_step, "epoch": trainer.current_epoch, "norms": norms})
+        log_scalars(trainer, {f"gradnorm/{k}": v for k, v in norms.items()}, trainer.global_step)
+        total = norms["total"]
+        kind = "vanishing" if total < self.vanishing_threshold else "exploding" if total > self.exploding_threshold else None
+        if kind is not None:
+            self.flagged[kind] += 1
+            if self.flagged[kind] == 1:  # one console line per kind and run, not one per step
+                bound = self.vanishing_threshold if kind == "vanishing" else self.exploding_threshold
+                rank_zero_warn(f"GradientNormMonitor: {kind} gradients: total norm {total:.3g} at step "
+                               f"{trainer.global_step} is {'below' if kind == 'vanishing' else 'above'} {bound:g}; "
+                               "later such steps are counted in TensorBoard text gradnorm/warnings")
+
+    def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        if trainer.is_global_zero:
+            flush_scalars(trainer)
+
+    def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        if not trainer.is_global_zero:
+            return
+        flush_scalars(trainer)
+        if not self.records:
+            return
+        writer = tensorboard_writer(trainer)
+        if writer is not None and any(self.flagged.values()):
+            writer.add_text("gradnorm/warnings",
+                            f"{self.flagged['vanishing']} of {len(self.records)} logged steps had a total gradient "
+                            f"norm below {self.vanishing_threshold:g} (vanishing), {self.flagged['exploding']} above "
+                            f"{self.exploding_threshold:g} (exploding).", trainer.global_step)
+        if self.save_arrays:
+            self.save(run_dir(trainer) / "gradient_norms.npz")
+
+    def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
+        if trainer.is_global_zero:
+            flush_scalars(trainer)
+            if self.save_arrays and self.records:
+                self.save(run_dir(trainer) / "gradient_norms.npz")
+
+    def save(self, path) -> None:
+        """``steps``, ``epochs`` and one array per layer (``total`` too); dots in names become ``__``."""
+        keys = sorted({k for r in self.records for k in r["norms"]})
+        columns = {k.replace(".", "__"): np.array([r["norms"].get(k, np.nan) for r in self.records], dtype=np.float64)
+                   for k in keys}
+        np.savez_compressed(path, steps=np.array([r["step"] for r in self.records]),
+                            epochs=np.array([r["epoch"] for r in self.records]), **columns)

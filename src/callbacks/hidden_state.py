@@ -1,0 +1,222 @@
+"""Hidden-state saturation: how many units sit at the flat ends of tanh/sigmoid, and how much they still move.
+
+``hidden_stats`` is the definition (reused by experiments); ``HiddenStateMonitor`` logs it for every hidden
+sequence a module exposes through the monitoring contract (src/monitoring.py), from the training step's own
+forward pass.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+from torch import Tensor
+
+from src.callbacks.common import (add_layout, check_every_n_steps, due, flush_scalars, log_scalars, new_figure, run_dir,
+                                  supports_contract, tensorboard_writer, write_histogram, write_image)
+from src.errors import UserInputError
+from src.monitoring import RecurrentTrace, is_traceable
+
+STATS = ("saturation", "mean_abs", "std", "temporal_variance")
+
+
+def hidden_stats(hidden: Tensor, mask: Tensor, threshold: float = 0.9) -> dict[str, float]:
+    """Statistics of one hidden sequence over its valid positions (all units pooled), in float32.
+
+    hidden: ``[B, T, H]``; mask: ``[B, T]`` bool, True at valid positions (padding is ignored).
+    saturation: share of values with ``|h| > threshold`` (near +-1, where tanh's derivative is ~0 and the
+        gradient through the unit vanishes). mean_abs: mean ``|h|``. std: population std of h.
+    temporal_variance: mean over units and over consecutive valid pairs (t, t+1) of ``(h_{t+1} - h_t)^2``;
+        near 0 means the state has stopped responding to its input. NaN when no sequence has two valid steps.
+    """
+    h = hidden.detach().float()
+    mask = mask.to(h.device).bool()
+    values = h[mask]  # [N valid positions, H]
+    if values.numel() == 0:
+        return {name: float("nan") for name in STATS}
+    pairs = mask[:, 1:] & mask[:, :-1]  # [B, T-1] both ends valid
+    change = (h[:, 1:] - h[:, :-1])[pairs]  # [N pairs, H]
+    nan = torch.tensor(float("nan"), device=h.device)
+    stats = torch.stack([(values.abs() > threshold).float().mean(), values.abs().mean(), values.std(correction=0),
+                         change.pow(2).mean() if change.numel() else nan])
+    return dict(zip(STATS, stats.tolist()))  # one device sync for the four
+
+
+def cell_norm(cell: Tensor) -> float:
+    """``[B, H]`` final LSTM cell states -> mean over the batch of their L2 norms. The cell state is not
+    squashed, so a norm growing over training means the forget gates keep everything."""
+    return cell.detach().float().norm(dim=-1).mean().item()
+
+
+class HiddenStateMonitor(Callback):
+    """Logs ``hidden/<name>/{saturation,mean_abs,std,temporal_variance}`` (and ``hidden/<name>/cell_norm`` where
+    the trace has the LSTM cell state) every ``every_n_steps`` optimizer steps; per epoch a histogram
+    ``hidden/<name>/values`` of the last logged step's valid hidden values and an image ``hidden/example`` of
+    one fixed validation sequence's hidden states (``hidden_raster``: a row per unit, a column per time step,
+    blue -1 / white 0 / red +1, one band per layer); and ``hidden_state.npz`` in the run folder.
+
+    Args:
+        every_n_steps: log on optimizer steps 0, n, 2n, ... (see GradientFlowMonitor).
+        threshold: ``|h|`` above which a unit counts as saturated (0.9, as in the reference notebooks).
+        histograms: log the per-epoch histograms.
+        example_image: log the per-epoch image of the first sequence of the first validation batch (seen at the
+            sanity check or the first validation; the same sequence every epoch, in eval mode).
+        max_histogram_values: random subsample of the values put in a histogram (keeps event files small).
+        save_arrays: write ``hidden_state.npz`` at the end of training (also when it stops on an exception).
+    """
+
+    def __init__(self, every_n_steps: int = 25, threshold: float = 0.9, histograms: bool = True,
+                 example_image: bool = True, max_histogram_values: int = 50_000, save_arrays: bool = True):
+        super().__init__()
+        if not threshold > 0:
+            raise UserInputError(f"HiddenStateMonitor threshold={threshold} must be > 0 (e.g. 0.9)")
+        self.every_n_steps = check_every_n_steps(every_n_steps)
+        self.threshold, self.histograms, self.example_image = threshold, histograms, example_image
+        self.max_histogram_values, self.save_arrays = max_histogram_values, save_arrays
+        self.records: list[dict] = []  # per logged step: step, epoch, {"<name>/<stat>": value}
+        self._histogram_values: dict[str, tuple[Tensor, Tensor]] = {}  # name -> (h [B,T,H], mask [B,T])
+        self._example = None  # first validation batch, on the module's device
+        self._armed = False
+        self._last_step: Optional[int] = None
+        self._unsupported_warned = False
+
+    def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
+        if writer is not None:
+            add_layout(writer, "hidden states", {f"{stat} (all layers)": [rf"hidden/.*/{stat}"]
+                                                 for stat in (*STATS, "cell_norm")})
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if not due(trainer, self.every_n_steps, self._last_step):
+            return
+        if not supports_contract(pl_module, self, self._unsupported_warned):
+            self._unsupported_warned = True
+            return
+        pl_module.trace_requested = True
+        self._armed = True
+
+    def on_after_backward(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        if not self._armed:
+            return
+        self._armed = False
+        self._last_step = trainer.global_step
+        trace: Optional[RecurrentTrace] = getattr(pl_module, "last_trace", None)
+        if trace is None:
+            return
+        scalars = {}
+        for name, hidden in trace.hidden.items():
+            for stat, value in hidden_stats(hidden, trace.mask, self.threshold).items():
+                scalars[f"{name}/{stat}"] = value
+            if self.histograms:
+                # Kept by reference; masked and subsampled only at the epoch end, for the last logged step.
+                self._histogram_values[name] = (hidden.detach(), trace.mask)
+        for name, cell in trace.cell.items():
+            scalars[f"{name}/cell_norm"] = cell_norm(cell)
+        self.records.append({"step": trainer.global_step, "epoch": trainer.current_epoch, "values": scalars})
+        log_scalars(trainer, {f"hidden/{k}": v for k, v in scalars.items()}, trainer.global_step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if getattr(pl_module, "trace_requested", False) or getattr(pl_module, "last_trace", None) is not None:
+            pl_module.trace_requested = False
+            pl_module.last_trace = None
+        self._armed = False
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self._example is None and batch_idx == 0 and dataloader_idx == 0 and self.example_image:
+            self._example = batch
+
+    def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        if not trainer.is_global_zero:
+            return
+        flush_scalars(trainer)
+        if not is_traceable(pl_module):
+            return
+        writer = tensorboard_writer(trainer)
+        if writer is not None:
+            for name, (hidden, mask) in self._histogram_values.items():
+                values = self._sample(hidden[mask.to(hidden.device).bool()])
+                write_histogram(writer, f"hidden/{name}/values", values.numpy(), trainer.global_step)
+            self._histogram_values = {}
+            if self.example_image and self._example is not None:
+                hidden = self.example_states(pl_module)
+                if hidden:
+                    write_image(writer, "hidden/example", hidden_raster(hidden), trainer.global_step)
+
+    def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        if not trainer.is_global_zero:
+            return
+        flush_scalars(trainer)
+        if self.save_arrays and self.records:
+            self.save(run_dir(trainer) / "hidden_state.npz")
+
+    def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
+        self.on_train_end(trainer, pl_module)
+
+    def example_states(self, pl_module: "pl.LightningModule") -> dict[str, np.ndarray]:
+        """name -> ``[H, L]`` hidden states of the fixed validation sequence (its L valid steps), eval mode."""
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            with torch.no_grad():
+                trace: RecurrentTrace = pl_module.trace(self._example)
+        finally:
+            pl_module.train(was_training)
+        valid = trace.mask[0].bool()
+        return {name: h[0][valid.to(h.device)].float().T.cpu().numpy() for name, h in trace.hidden.items()}
+
+    def save(self, path) -> None:
+        """``steps``, ``epochs`` and one array per ``<name>/<stat>`` (NaN where a step lacks it)."""
+        keys = sorted({k for r in self.records for k in r["values"]})
+        columns = {k.replace("/", "__"): np.array([r["values"].get(k, np.nan) for r in self.records], dtype=np.float32)
+                   for k in keys}
+        np.savez_compressed(path, steps=np.array([r["step"] for r in self.records]),
+                            epochs=np.array([r["epoch"] for r in self.records]), threshold=np.array(self.threshold),
+                            **columns)
+
+    def _sample(self, values: Tensor) -> Tensor:
+        flat = values.float().flatten()
+        if flat.numel() > self.max_histogram_values:
+            # A fixed generator: the same positions every time, so histograms of different epochs compare.
+            generator = torch.Generator().manual_seed(0)
+            flat = flat[torch.randperm(flat.numel(), generator=generator)[: self.max_histogram_values].to(flat.device)]
+        return flat.cpu()
+
+
+def hidden_raster(hidden: dict[str, np.ndarray], min_width: int = 240, unit_pixels: int = 2) -> np.ndarray:
+    """name -> ``[H, L]`` states -> ``[rows, cols, 3]`` uint8: each state a ``unit_pixels``-high, at least
+    ``min_width / L``-wide cell coloured blue (-1) / white (0) / red (+1), layers stacked with a grey band.
+
+    A plain colour-mapped array rather than a matplotlib figure: it costs ~1 ms instead of ~40 ms, and it
+    is drawn every epoch. Values beyond +-1 (ReLU RNNs) are clipped to the end colours.
+    """
+    from matplotlib import colormaps
+
+    colormap = colormaps["RdBu_r"]
+    bands = []
+    for h in hidden.values():
+        width = max(1, -(-min_width // max(h.shape[1], 1)))  # ceil: short sequences get wide columns
+        rgb = (colormap(np.clip((h + 1.0) / 2.0, 0.0, 1.0))[..., :3] * 255).astype(np.uint8)  # [H, L, 3]
+        bands.append(rgb.repeat(unit_pixels, axis=0).repeat(width, axis=1))
+    widest = max(b.shape[1] for b in bands)
+    gap = np.full((4, widest, 3), 128, dtype=np.uint8)
+    padded = [np.pad(b, ((0, 0), (0, widest - b.shape[1]), (0, 0)), constant_values=255) for b in bands]
+    return np.concatenate([part for band in padded for part in (band, gap)][:-1])
+
+
+def plot_example(hidden: dict[str, np.ndarray], epoch: int):
+    """The labelled matplotlib version of ``hidden_raster`` (for reports and docs; too slow per epoch)."""
+    figure = new_figure(5.5, 1.0 + 1.6 * len(hidden))
+    bound = max(1.0, max(float(np.abs(h).max()) for h in hidden.values()))  # tanh range, wider for ReLU RNNs
+    axes = figure.subplots(len(hidden), 1, squeeze=False)[:, 0]
+    for ax, (name, h) in zip(axes, hidden.items()):
+        image = ax.imshow(h, aspect="auto", cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
+        ax.set_ylabel(f"{name}\nunit", fontsize=8)
+        figure.colorbar(image, ax=ax, pad=0.01)
+    axes[0].set_title(f"hidden state of one validation sequence, epoch {epoch}", fontsize=9)
+    axes[-1].set_xlabel("time step")
+    inch = figure.get_figheight()
+    figure.subplots_adjust(left=0.13, right=0.99, bottom=0.45 / inch, top=1 - 0.3 / inch, hspace=0.35)
+    return figure

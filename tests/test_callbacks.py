@@ -1,0 +1,266 @@
+"""Training-dynamics callbacks: the definitions against direct computations, the callbacks inside real fits."""
+
+from __future__ import annotations
+
+import copy
+import glob
+import math
+import warnings
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from data_modules.batching import TextBatch
+from src.callbacks import GradientFlowMonitor, GradientNormMonitor, HiddenStateMonitor
+from src.callbacks.grad_norm import layer_grad_norms
+from src.callbacks.gradient_flow import early_late_ratio, gradient_horizon, summarize, timestep_grad_norms
+from src.callbacks.hidden_state import cell_norm, hidden_stats
+from src.classifier import TextClassifier
+from src.models.recurrent import RecurrentStack
+from src.monitoring import mask_from_lengths
+
+QUIET = dict(enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, accelerator="cpu",
+             devices=1)
+
+
+def event_accumulator(root):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = glob.glob(f"{root}/**/events.out.tfevents.*", recursive=True)
+    assert len(files) == 1, files
+    ea = EventAccumulator(files[0], size_guidance={"scalars": 0, "images": 0, "histograms": 0, "tensors": 0})
+    ea.Reload()
+    return ea
+
+
+# -- per-timestep gradient norms --------------------------------------------------------------------------------
+def reference_curves(grad: torch.Tensor, lengths: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Plain loops: mean over sequences of ||grad[b, t]|| by position (start) and by distance from the end."""
+    steps = grad.shape[1]
+    by_start = [[] for _ in range(steps)]
+    by_end = [[] for _ in range(steps)]
+    for b, length in enumerate(lengths):
+        for t in range(length):
+            norm = float(torch.linalg.vector_norm(grad[b, t].double()))
+            by_start[t].append(norm)
+            by_end[steps - 1 - (length - 1 - t)].append(norm)
+    mean = lambda rows: np.array([np.mean(r) if r else np.nan for r in rows])  # noqa: E731
+    return mean(by_start), mean(by_end)
+
+
+def test_timestep_norms_ignore_padding_whatever_its_gradient():
+    torch.manual_seed(0)
+    lengths = [5, 2, 7, 3]
+    grad = torch.randn(4, 7, 3) * 10  # garbage at padded positions too: it must not count
+    mask = mask_from_lengths(torch.tensor(lengths), 7)
+    start, end = reference_curves(grad, lengths)
+    np.testing.assert_allclose(timestep_grad_norms(grad, mask, "start").numpy(), start, rtol=1e-5)
+    np.testing.assert_allclose(timestep_grad_norms(grad, mask, "end").numpy(), end, rtol=1e-5)
+    # A batch padded beyond its longest sequence: NaN where no sequence reaches.
+    wide = torch.cat([grad, torch.randn(4, 3, 3)], dim=1)
+    curve = timestep_grad_norms(wide, mask_from_lengths(torch.tensor(lengths), 10), "start")
+    assert torch.isnan(curve[7:]).all() and torch.isfinite(curve[:7]).all()
+
+
+class OneBatch(pl.LightningDataModule):
+    """The same padded batch every step (train and val)."""
+
+    def __init__(self, batch: TextBatch, steps: int = 1):
+        super().__init__()
+        self.batch, self.steps = batch, steps
+
+    def train_dataloader(self):
+        return DataLoader([self.batch] * self.steps, batch_size=None)
+
+    def val_dataloader(self):
+        return DataLoader([self.batch], batch_size=None)
+
+
+def padded_batch() -> TextBatch:
+    lengths = torch.tensor([6, 3, 9, 1, 5])
+    tokens = torch.randint(2, 30, (5, 9)) * mask_from_lengths(lengths, 9)  # pad_index 0 after each sequence
+    return TextBatch(tokens, lengths, torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0]))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_norms_from_the_training_backward_equal_autograd_on_the_input(cell, tmp_path):
+    torch.manual_seed(0)
+    batch = padded_batch()
+    model = TextClassifier(vocab_size=30, cell=cell, embedding_dim=6, hidden_size=8, pooling="mean",
+                           optimizer=lambda p: torch.optim.SGD(p, lr=0.1))
+    before = copy.deepcopy(model.net)
+    monitor = GradientFlowMonitor(every_n_steps=1, images=False, save_arrays=False)
+    trainer = pl.Trainer(max_steps=1, logger=False, callbacks=[monitor], limit_val_batches=0, **QUIET)
+    trainer.fit(model, datamodule=OneBatch(batch))
+    # Directly: the same weights, the embedded input as a leaf, autograd.grad of the same loss.
+    x = before.embedding(batch.tokens).detach().requires_grad_(True)  # [B, T, E]
+    mask = mask_from_lengths(batch.lengths, 9)
+    rec = before.rnn(x, batch.lengths)
+    loss = nn.functional.binary_cross_entropy_with_logits(before.head(before.pool(rec, batch.lengths, mask)).squeeze(-1),
+                                                          batch.labels)
+    (grad,) = torch.autograd.grad(loss, x)
+    assert grad[~mask].abs().max() == 0  # padded positions get no gradient from this model either
+    start, end = reference_curves(grad, batch.lengths.tolist())
+    record = monitor.records[0]
+    np.testing.assert_allclose(record["norms_start"], start, rtol=1e-4)
+    np.testing.assert_allclose(record["norms_end"], end, rtol=1e-4)
+    # The module's trace is released after the step.
+    assert model.trace_requested is False and model.last_trace is None
+
+
+def test_curve_summaries_follow_their_definitions():
+    curve = 2.0 ** np.arange(-20, 1)  # 21 points, halving at each step back from the end
+    assert early_late_ratio(curve) == pytest.approx(2.0 ** (2 - 18))  # index 2 over index 18
+    assert gradient_horizon(curve, 1e-3) == 10  # 2^-9 >= 1e-3 > 2^-10: the last 10 positions stay above
+    assert gradient_horizon(curve[::-1], 1e-3) == 21  # growing backwards: reaches the first step
+    dip = np.array([1e-9, 1.0, 1e-9, 1e-9, 0.5])
+    assert gradient_horizon(dip, 1e-3) == 4  # counts back to the earliest large norm, across the dip
+    assert gradient_horizon(np.zeros(5)) == 0
+    with_nan_edges = np.concatenate([[np.nan, np.nan], curve])
+    assert summarize(with_nan_edges) == summarize(curve)
+    assert summarize(curve)["first"] == curve[0] and summarize(curve)["last"] == 1.0
+
+
+@pytest.mark.parametrize("spectral_norm, falls", [(0.5, True), (1.5, False)])
+def test_vanilla_rnn_gradient_vanishes_below_spectral_norm_one_and_grows_above(spectral_norm, falls):
+    torch.manual_seed(0)
+    steps, size = 50, 32
+    rnn = RecurrentStack(size, size, cell="rnn", nonlinearity="tanh")
+    layer = rnn.layers[0]
+    with torch.no_grad():
+        q, _ = torch.linalg.qr(torch.randn(size, size))
+        layer.weight_hh_l0.copy_(q * spectral_norm)  # every singular value = spectral_norm
+        layer.bias_hh_l0.zero_()
+        layer.bias_ih_l0.zero_()
+    assert torch.linalg.matrix_norm(layer.weight_hh_l0, 2).item() == pytest.approx(spectral_norm, rel=1e-5)
+    x = (0.1 * torch.randn(8, steps, size)).requires_grad_(True)
+    out = rnn(x)
+    loss = out.hidden["rnn_l0"][:, -1].sum()  # read at the last step only; no clipping anywhere
+    loss.backward()
+    curve = timestep_grad_norms(x.grad, torch.ones(8, steps, dtype=torch.bool), "start").numpy()
+    ratio = early_late_ratio(curve)
+    if falls:
+        assert ratio < 0.01
+        assert np.all(np.diff(curve[-20:]) > 0)  # monotone towards the end
+        assert gradient_horizon(curve) < steps
+    else:
+        assert ratio > 1.0  # larger at 10% of the sequence than at 90%: growth going back in time
+        assert curve[0] > curve[-1]
+
+
+# -- hidden-state statistics ------------------------------------------------------------------------------------
+def test_hidden_stats_equal_a_direct_count():
+    h = torch.tensor([[[0.95, -0.2], [-0.99, 0.5], [0.1, 0.91]],      # length 3
+                      [[0.3, -0.92], [7.0, 7.0], [7.0, 7.0]]])         # length 1; padding holds junk
+    mask = mask_from_lengths(torch.tensor([3, 1]), 3)
+    stats = hidden_stats(h, mask, threshold=0.9)
+    valid = [0.95, -0.2, -0.99, 0.5, 0.1, 0.91, 0.3, -0.92]
+    assert stats["saturation"] == pytest.approx(4 / 8)  # 0.95, -0.99, 0.91, -0.92
+    assert stats["mean_abs"] == pytest.approx(np.mean(np.abs(valid)))
+    assert stats["std"] == pytest.approx(np.std(valid))
+    # Consecutive valid pairs only: (0->1) and (1->2) of sequence 0; sequence 1 has none.
+    changes = [(-0.99 - 0.95) ** 2, (0.5 + 0.2) ** 2, (0.1 + 0.99) ** 2, (0.91 - 0.5) ** 2]
+    assert stats["temporal_variance"] == pytest.approx(np.mean(changes))
+    assert cell_norm(torch.tensor([[3.0, 4.0], [0.0, 1.0]])) == pytest.approx(3.0)
+    assert math.isnan(hidden_stats(h[1:], mask[1:])["temporal_variance"])
+
+
+# -- parameter gradient norms -----------------------------------------------------------------------------------
+def test_layer_grad_norms_combine_tensors_as_if_concatenated():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 1))
+    net(torch.randn(5, 4)).sum().backward()
+    norms = layer_grad_norms(net)
+    first = torch.cat([net[0].weight.grad.flatten(), net[0].bias.grad])
+    everything = torch.cat([p.grad.flatten() for p in net.parameters()])
+    assert set(norms) == {"0", "2", "total"}
+    assert norms["0"] == pytest.approx(first.norm().item(), rel=1e-6)
+    assert norms["total"] == pytest.approx(everything.norm().item(), rel=1e-6)
+    assert set(layer_grad_norms(net, per_tensor=True)) == {"0.weight", "0.bias", "2.weight", "2.bias", "total"}
+    assert layer_grad_norms(net, float("inf"))["total"] == pytest.approx(everything.abs().max().item())
+
+
+# -- the callbacks inside training ------------------------------------------------------------------------------
+class PlainRegression(pl.LightningModule):
+    """A module without the monitoring contract."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Linear(3, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch).pow(2).mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def test_callbacks_stay_silent_on_a_module_without_the_contract(tmp_path):
+    flow, hidden = GradientFlowMonitor(every_n_steps=1), HiddenStateMonitor(every_n_steps=1)
+    norms = GradientNormMonitor(every_n_steps=1, vanishing_threshold=0.0, exploding_threshold=1e-12)
+    trainer = pl.Trainer(max_steps=4, default_root_dir=tmp_path, callbacks=[flow, hidden, norms], log_every_n_steps=1,
+                         **QUIET)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(PlainRegression(), DataLoader(torch.randn(16, 3), batch_size=4))
+    messages = [str(w.message) for w in caught]
+    assert trainer.global_step == 4  # training went on
+    contract = [m for m in messages if "monitoring contract" in m]
+    assert len(contract) == 2 and any("GradientFlowMonitor" in m for m in contract)  # once per callback
+    assert flow.records == [] and hidden.records == []
+    # The gradient-norm monitor needs no contract; its threshold warning is one line for 4 flagged steps.
+    assert len(norms.records) == 4 and norms.flagged["exploding"] == 4
+    assert sum("exploding gradients" in m for m in messages) == 1
+    assert not glob.glob(f"{tmp_path}/**/gradient_flow.npz", recursive=True)
+    assert glob.glob(f"{tmp_path}/**/gradient_norms.npz", recursive=True)
+
+
+@pytest.mark.slow
+def test_train_py_with_dynamics_yaml_writes_tensorboard_panels(tmp_path):
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    from train import cli_main
+
+    cli_main(["fit", "--config", "configs/reviews.yaml", "--config", "configs/dynamics.yaml",
+              "--data.n_samples", "200", "--data.batch_size", "8", "--data.cache_dir", str(tmp_path / "cache"),
+              "--trainer.max_epochs", "2",
+              "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path)])
+    ea = event_accumulator(tmp_path)
+    tags = ea.Tags()
+    for tag in ["gradflow/first", "gradflow/middle", "gradflow/last", "gradflow/early_late_ratio", "gradflow/horizon",
+                "hidden/rnn_l0/saturation", "hidden/rnn_l0/mean_abs", "hidden/rnn_l0/std",
+                "hidden/rnn_l0/temporal_variance", "gradnorm/total", "gradnorm/net.rnn.layers.0", "gradnorm/net.embedding"]:
+        assert tag in tags["scalars"], tag
+    # 162 training reviews in batches of 8: 21 steps per epoch, logged at steps 0 and 25 of 42 by default
+    assert [e.step for e in ea.Scalars("gradflow/first")] == [0, 25]
+    assert all(math.isfinite(e.value) and e.value > 0 for e in ea.Scalars("gradnorm/total"))
+    assert all(0 <= e.value <= 1 for e in ea.Scalars("hidden/rnn_l0/saturation"))
+    assert {"gradflow/per_timestep", "gradflow/heatmap", "hidden/example"} <= set(tags["images"])
+    assert len(ea.Images("hidden/example")) == 2  # one per epoch
+    assert [e.step for e in ea.Images("gradflow/per_timestep")] == [21, 42]  # at each epoch's end
+    assert ea.Images("gradflow/heatmap")[0].width > 100
+    assert "hidden/rnn_l0/values" in tags["histograms"]
+    layout = layout_pb2.Layout.FromString(ea.Tensors("custom_scalars__config__")[-1].tensor_proto.string_val[0])
+    assert {c.title for c in layout.category} == {"gradient flow", "hidden states", "parameter gradient norms"}
+    run = glob.glob(f"{tmp_path}/lightning_logs/version_0")[0]
+    flow = np.load(f"{run}/gradient_flow.npz")
+    assert flow["steps"].tolist() == [0, 25] and flow["norms_end"].shape[0] == 2
+    assert np.isfinite(flow["norms_end"][:, -1]).all()  # last column = every sequence's last token
+    assert np.load(f"{run}/hidden_state.npz")["rnn_l0__saturation"].shape == (2,)
+    assert np.load(f"{run}/gradient_norms.npz")["total"].shape == (2,)
+
+
+def test_bf16_mixed_precision_norms_are_float32_and_finite(tmp_path):
+    torch.manual_seed(0)
+    model = TextClassifier(vocab_size=30, cell="gru", embedding_dim=6, hidden_size=8)
+    flow, hidden = GradientFlowMonitor(every_n_steps=1, images=False, save_arrays=False), HiddenStateMonitor(every_n_steps=1)
+    trainer = pl.Trainer(max_steps=2, precision="bf16-mixed", logger=False, callbacks=[flow, hidden],
+                         limit_val_batches=0, **QUIET)
+    trainer.fit(model, datamodule=OneBatch(padded_batch(), steps=2))
+    assert len(flow.records) == 2 and all(r["norms_end"].dtype == np.float32 for r in flow.records)
+    assert all(np.isfinite(r["norms_end"]).all() and (r["norms_end"] > 0).any() for r in flow.records)
+    assert all(math.isfinite(r["values"]["rnn_l0/saturation"]) for r in hidden.records)
