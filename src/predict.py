@@ -26,7 +26,11 @@ def read_lines(path: str) -> list[str]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise UserInputError(f"{p} is not UTF-8: invalid byte at byte offset {e.start}; re-save it as UTF-8") from None
-    return text.splitlines()
+    # Split on newlines only: str.splitlines() would also cut a review at \r, \u2028 or \x85 inside it.
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def predict_file(ckpt_path: str, input_path: str, output_path: str, batch_size: int = 256) -> pd.DataFrame:
