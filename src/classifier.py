@@ -208,3 +208,9 @@ class TextClassifier(pl.LightningModule):
 
     def predict_texts(self, texts: Sequence[str], batch_size: int = 256, threshold: float = 0.5) -> list[Prediction]:
         return [Prediction(p, self.label_names[int(p >= threshold)]) for p in self.predict_proba(texts, batch_size)]
+
+    def explain(self, text: str, n_steps: int = 50):
+        """Word importance for one text: Integrated Gradients and occlusion per token (see src/explain.py)."""
+        from src.explain import explain
+
+        return explain(self, text, n_steps)
