@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from itertools import chain
 from typing import Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -32,7 +33,7 @@ class EncodedTexts(Dataset):
         lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
         offsets = np.zeros(len(sequences) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        ids = np.fromiter((i for s in sequences for i in s), dtype=np.int32, count=int(offsets[-1]))
+        ids = np.fromiter(chain.from_iterable(sequences), dtype=np.int32, count=int(offsets[-1]))
         return cls(ids, offsets, np.asarray(labels, dtype=np.float32))
 
     def subset(self, indices: np.ndarray) -> "EncodedTexts":
