@@ -94,14 +94,15 @@ def test_norms_from_the_training_backward_equal_autograd_on_the_input(cell, tmp_
                            optimizer=lambda p: torch.optim.SGD(p, lr=0.1))
     before = copy.deepcopy(model.net)
     monitor = GradientFlowMonitor(every_n_steps=1, images=False, save_arrays=False)
-    trainer = pl.Trainer(max_steps=1, logger=False, callbacks=[monitor], limit_val_batches=0, **QUIET)
+    trainer = pl.Trainer(max_steps=1, logger=False, callbacks=[monitor], limit_val_batches=0,
+                         default_root_dir=tmp_path, **QUIET)
     trainer.fit(model, datamodule=OneBatch(batch))
     # Directly: the same weights, the embedded input as a leaf, autograd.grad of the same loss.
     x = before.embedding(batch.tokens).detach().requires_grad_(True)  # [B, T, E]
     mask = mask_from_lengths(batch.lengths, 9)
     rec = before.rnn(x, batch.lengths)
-    loss = nn.functional.binary_cross_entropy_with_logits(before.head(before.pool(rec, batch.lengths, mask)).squeeze(-1),
-                                                          batch.labels)
+    logits = before.head(before.pool(rec, batch.lengths, mask)).squeeze(-1)
+    loss = nn.functional.binary_cross_entropy_with_logits(logits, batch.labels)
     (grad,) = torch.autograd.grad(loss, x)
     assert grad[~mask].abs().max() == 0  # padded positions get no gradient from this model either
     start, end = reference_curves(grad, batch.lengths.tolist())
@@ -233,7 +234,8 @@ def test_train_py_with_dynamics_yaml_writes_tensorboard_panels(tmp_path):
     tags = ea.Tags()
     for tag in ["gradflow/first", "gradflow/middle", "gradflow/last", "gradflow/early_late_ratio", "gradflow/horizon",
                 "hidden/rnn_l0/saturation", "hidden/rnn_l0/mean_abs", "hidden/rnn_l0/std",
-                "hidden/rnn_l0/temporal_variance", "gradnorm/total", "gradnorm/net.rnn.layers.0", "gradnorm/net.embedding"]:
+                "hidden/rnn_l0/temporal_variance", "gradnorm/total", "gradnorm/net.rnn.layers.0",
+                "gradnorm/net.embedding"]:
         assert tag in tags["scalars"], tag
     # 162 training reviews in batches of 8: 21 steps per epoch, logged at steps 0 and 25 of 42 by default
     assert [e.step for e in ea.Scalars("gradflow/first")] == [0, 25]
@@ -257,9 +259,10 @@ def test_train_py_with_dynamics_yaml_writes_tensorboard_panels(tmp_path):
 def test_bf16_mixed_precision_norms_are_float32_and_finite(tmp_path):
     torch.manual_seed(0)
     model = TextClassifier(vocab_size=30, cell="gru", embedding_dim=6, hidden_size=8)
-    flow, hidden = GradientFlowMonitor(every_n_steps=1, images=False, save_arrays=False), HiddenStateMonitor(every_n_steps=1)
+    flow = GradientFlowMonitor(every_n_steps=1, images=False, save_arrays=False)
+    hidden = HiddenStateMonitor(every_n_steps=1)
     trainer = pl.Trainer(max_steps=2, precision="bf16-mixed", logger=False, callbacks=[flow, hidden],
-                         limit_val_batches=0, **QUIET)
+                         limit_val_batches=0, default_root_dir=tmp_path, **QUIET)
     trainer.fit(model, datamodule=OneBatch(padded_batch(), steps=2))
     assert len(flow.records) == 2 and all(r["norms_end"].dtype == np.float32 for r in flow.records)
     assert all(np.isfinite(r["norms_end"]).all() and (r["norms_end"] > 0).any() for r in flow.records)

@@ -7,6 +7,7 @@ from typing import Optional
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import grad_norm, rank_zero_warn
 from torch import nn
@@ -24,10 +25,13 @@ def layer_grad_norms(module: nn.Module, norm_type: float = 2.0, per_tensor: bool
     keys by full parameter name instead. Parameters without a gradient are skipped; {} if none has one.
     """
     prefix = f"grad_{float(norm_type)}_norm/"
-    per_param = {name[len(prefix):]: value.float().item()
-                 for name, value in grad_norm(module, norm_type).items() if name.startswith(prefix)}
-    if not per_param:
+    per_tensor_norms = {name[len(prefix):]: value for name, value in grad_norm(module, norm_type).items()
+                        if name.startswith(prefix)}
+    if not per_tensor_norms:
         return {}
+    # One stacked float32 copy to the host instead of one .item() per tensor.
+    values = torch.stack([v.float() for v in per_tensor_norms.values()]).tolist()
+    per_param = dict(zip(per_tensor_norms, values))
     groups: dict[str, list[float]] = {}
     for name, value in per_param.items():
         groups.setdefault(name if per_tensor else name.rpartition(".")[0] or name, []).append(value)
@@ -89,7 +93,8 @@ class GradientNormMonitor(Callback):
         self.records.append({"step": trainer.global_step, "epoch": trainer.current_epoch, "norms": norms})
         log_scalars(trainer, {f"gradnorm/{k}": v for k, v in norms.items()}, trainer.global_step)
         total = norms["total"]
-        kind = "vanishing" if total < self.vanishing_threshold else "exploding" if total > self.exploding_threshold else None
+        kind = ("vanishing" if total < self.vanishing_threshold
+                else "exploding" if total > self.exploding_threshold else None)
         if kind is not None:
             self.flagged[kind] += 1
             if self.flagged[kind] == 1:  # one console line per kind and run, not one per step

@@ -17,8 +17,8 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
-from src.callbacks.common import (add_layout, check_every_n_steps, due, flush_scalars, log_scalars, new_figure, render, run_dir,
-                                  supports_contract, tensorboard_writer, write_image)
+from src.callbacks.common import (add_layout, check_every_n_steps, due, flush_scalars, log_scalars, new_figure,
+                                  render, run_dir, supports_contract, tensorboard_writer, write_image)
 from src.errors import UserInputError
 from src.monitoring import RecurrentTrace
 
@@ -66,7 +66,17 @@ def trace_grad_norms(trace: RecurrentTrace, scale: float = 1.0) -> Optional[dict
     if grad is None:
         return None
     norms = grad.detach().float().norm(dim=-1) / scale  # [B, T], float32 whatever the training precision
-    return {alignment: aligned_mean(norms, trace.mask, alignment) for alignment in ALIGNMENTS}
+    # Both alignments in one pass: bins [0, T) by position from the start, [T, 2T) right-aligned on the end.
+    batch, steps = norms.shape
+    mask = trace.mask.to(norms.device).bool()
+    positions = torch.arange(steps, device=norms.device).expand(batch, steps)  # [B, T]
+    last = torch.where(mask, positions, torch.zeros_like(positions)).amax(dim=1, keepdim=True)  # [B, 1]
+    index = torch.cat([positions[mask], (positions + 2 * steps - 1 - last)[mask]])
+    values = norms[mask].repeat(2)
+    total = torch.zeros(2 * steps, device=norms.device).index_add_(0, index, values)
+    count = torch.zeros(2 * steps, device=norms.device).index_add_(0, index, torch.ones_like(values))
+    both = total / count  # [2T]; NaN where no sequence is valid
+    return {"start": both[:steps], "end": both[steps:]}
 
 
 def valid_span(curve) -> np.ndarray:
@@ -137,8 +147,9 @@ class GradientFlowMonitor(Callback):
     run folder (both alignments of every logged step).
 
     Args:
-        every_n_steps: log on optimizer steps 0, n, 2n, ...; other steps cost one modulo. 25 keeps the default
-            reviews run's overhead under 5% of epoch time (bench/callback_overhead.py).
+        every_n_steps: log on optimizer steps 0, n, 2n, ...; other steps cost one modulo. 25 gives ~17 points
+            over the default 8-epoch reviews run; a logged step costs the three callbacks ~0.5 ms on the CPU box,
+            the per-epoch pictures a few ms (docs/benchmarks.md, bench/callback_overhead.py).
         alignment: ``end`` (default: distance from each sequence's last valid token, where vanishing in
             variable-length text shows) or ``start`` (position from the start) for the scalars and images;
             the .npz holds both.
@@ -200,8 +211,7 @@ class GradientFlowMonitor(Callback):
         record = {"step": trainer.global_step, "epoch": trainer.current_epoch,
                   **{f"norms_{a}": valid_span(c).astype(np.float32) for a, c in curves.items()}}
         self.records.append(record)
-        chosen = record["norms_end"] if self.alignment == "end" else record["norms_start"]
-        scalars = summarize(chosen, self.horizon_threshold)
+        scalars = summarize(self._curve(record), self.horizon_threshold)
         log_scalars(trainer, {f"gradflow/{k}": v for k, v in scalars.items()}, trainer.global_step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
@@ -225,7 +235,8 @@ class GradientFlowMonitor(Callback):
             writer = tensorboard_writer(trainer)
             if self.images and writer is not None:
                 self._plot = self._plot or CurvePlot(self.alignment, (f"epoch {self._first_epoch()}", "this epoch"))
-                image = self._plot.draw([self.first_epoch_curve, mean], note=f"epoch {epoch}, step {trainer.global_step}")
+                image = self._plot.draw([self.first_epoch_curve, mean],
+                                        note=f"epoch {epoch}, step {trainer.global_step}")
                 write_image(writer, "gradflow/per_timestep", image, trainer.global_step)
 
     def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:

@@ -40,7 +40,8 @@ def hidden_stats(hidden: Tensor, mask: Tensor, threshold: float = 0.9) -> dict[s
     pairs = mask[:, 1:] & mask[:, :-1]  # [B, T-1] both ends valid
     change = (h[:, 1:] - h[:, :-1])[pairs]  # [N pairs, H]
     nan = torch.tensor(float("nan"), device=h.device)
-    stats = torch.stack([(values.abs() > threshold).float().mean(), values.abs().mean(), values.std(correction=0),
+    magnitude = values.abs()
+    stats = torch.stack([(magnitude > threshold).float().mean(), magnitude.mean(), values.std(correction=0),
                          change.pow(2).mean() if change.numel() else nan])
     return dict(zip(STATS, stats.tolist()))  # one device sync for the four
 
