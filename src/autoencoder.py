@@ -27,7 +27,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from data_modules.poetry import PoemBatch
-from src.checkpoints import MODEL_CLASS_KEY, load_module
+from src.checkpoints import MODEL_CLASS_KEY, check_model_class, load_module, stop_if_not_finite
 from src.errors import UserInputError
 from src.models.autoencoder import DECODER_INPUTS, RNNAutoencoder
 from src.models.recurrent import CELLS
@@ -234,10 +234,7 @@ class CurriculumAutoencoder(pl.LightningModule):
         checkpoint["data_report"] = dict(self.data_report)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        found = checkpoint.get(MODEL_CLASS_KEY)
-        if found != type(self).__name__:
-            raise UserInputError(f"the checkpoint holds a {found or 'model of unknown class'}, not a "
-                                 f"{type(self).__name__}: use the config it was trained with")
+        check_model_class(checkpoint, type(self).__name__, "the checkpoint", "use the config it was trained with")
         trained_dim = checkpoint.get("hyper_parameters", {}).get("input_dim", self.hparams.input_dim)
         if trained_dim != self.hparams.input_dim:
             raise UserInputError(f"the checkpoint was trained on {trained_dim}-d word vectors but this data has "
@@ -287,10 +284,7 @@ class CurriculumAutoencoder(pl.LightningModule):
         watch = self.trace_requested
         out = self.net(batch.embeddings, batch.lengths, teacher_forcing=True, watch_inputs=watch)
         loss = masked_mse(out.reconstruction.float(), batch.embeddings, batch.mask)
-        if not torch.isfinite(loss):
-            # Raising here stops training before any checkpoint of the broken weights is written.
-            raise FloatingPointError(f"training loss became {loss.item()} at step {self.global_step}; the last good "
-                                     "checkpoint is kept. Lower the learning rate or set --trainer.gradient_clip_val")
+        stop_if_not_finite(loss, self.global_step)
         if watch:
             self.last_trace = out.trace
         size = batch.lengths.numel()

@@ -13,7 +13,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from data_modules.char_text import UNK, CharBatch
-from src.checkpoints import MODEL_CLASS_KEY, load_module
+from src.checkpoints import MODEL_CLASS_KEY, check_model_class, load_module, stop_if_not_finite
 from src.errors import UserInputError
 from src.models.char_lm import CharRNN, add_one_log_probs, bits_per_char
 from src.monitoring import RecurrentTrace
@@ -95,10 +95,7 @@ class CharLanguageModel(pl.LightningModule):
         checkpoint["lowercase"] = self.lowercase
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        found = checkpoint.get(MODEL_CLASS_KEY)
-        if found != type(self).__name__:
-            raise UserInputError(f"the checkpoint holds a {found or 'model of unknown class'}, not a "
-                                 f"{type(self).__name__}: use the config it was trained with")
+        check_model_class(checkpoint, type(self).__name__, "the checkpoint", "use the config it was trained with")
         vocabulary = checkpoint.get("vocabulary")
         if vocabulary is not None:
             if self.vocabulary is not None and self.vocabulary != vocabulary:
@@ -112,10 +109,7 @@ class CharLanguageModel(pl.LightningModule):
         watch = self.trace_requested
         out = self.net(batch.inputs, watch_inputs=watch)
         loss = bits_per_char(out.logits, batch.targets) * math.log(2)  # nats, the usual cross-entropy
-        if not torch.isfinite(loss):
-            # Raising here stops training before any checkpoint of the broken weights is written.
-            raise FloatingPointError(f"training loss became {loss.item()} at step {self.global_step}; the last good "
-                                     "checkpoint is kept. Lower the learning rate or set --trainer.gradient_clip_val")
+        stop_if_not_finite(loss, self.global_step)
         if watch:
             self.last_trace = out.trace
         self.log("train/loss", loss, prog_bar=True, batch_size=batch.inputs.size(0))

@@ -13,7 +13,7 @@ from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Sco
 
 from data_modules.batching import TextBatch, pad_collate
 from data_modules.text import Vocabulary
-from src.checkpoints import MODEL_CLASS_KEY, load_module
+from src.checkpoints import MODEL_CLASS_KEY, check_model_class, load_module, stop_if_not_finite
 from src.errors import UserInputError
 from src.models.classifier import RNNClassifier
 from src.monitoring import RecurrentTrace
@@ -114,10 +114,7 @@ class TextClassifier(pl.LightningModule):
         checkpoint["max_len"] = self.max_len
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        found = checkpoint.get(MODEL_CLASS_KEY)
-        if found != type(self).__name__:
-            raise UserInputError(f"the checkpoint holds a {found or 'model of unknown class'}, not a "
-                                 f"{type(self).__name__}: use the config it was trained with")
+        check_model_class(checkpoint, type(self).__name__, "the checkpoint", "use the config it was trained with")
         tokens = checkpoint.get("vocabulary")
         if tokens is not None:
             if self.vocabulary is not None and self.vocabulary.tokens != tokens:
@@ -136,11 +133,7 @@ class TextClassifier(pl.LightningModule):
         loss = self.loss_fn(logits, batch.labels)
         size = len(batch.labels)
         if stage == "train":
-            if not torch.isfinite(loss):
-                # Raising here stops training before any checkpoint of the broken weights is written.
-                raise FloatingPointError(f"training loss became {loss.item()} at step {self.global_step}; the last "
-                                         "good checkpoint is kept. Lower the learning rate or set "
-                                         "--trainer.gradient_clip_val")
+            stop_if_not_finite(loss, self.global_step)
             if watch:
                 self.last_trace = out.trace
             self.log("train/loss", loss, prog_bar=True, batch_size=size)

@@ -11,7 +11,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from data_modules.memory_task import MemoryBatch
-from src.checkpoints import MODEL_CLASS_KEY, check_model_class, load_module
+from src.checkpoints import MODEL_CLASS_KEY, check_model_class, load_module, stop_if_not_finite
 from src.models.sequence_classifier import LastStepClassifier
 from src.monitoring import RecurrentTrace
 
@@ -63,9 +63,7 @@ class SequenceClassifier(pl.LightningModule):
         loss = self.loss_fn(logits, batch.targets)
         size = len(batch.targets)
         if stage == "train":
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} at step {self.global_step}; lower the "
-                                         "learning rate or set --trainer.gradient_clip_val")
+            stop_if_not_finite(loss, self.global_step)
             if watch:
                 self.last_trace = out.trace
         metric = {"train": self.train_acc, "val": self.val_acc, "test": self.test_acc}[stage]
