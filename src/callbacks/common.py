@@ -165,3 +165,27 @@ def check_every_n_steps(every_n_steps: int) -> int:
     if every_n_steps < 1:
         raise UserInputError(f"every_n_steps={every_n_steps} must be >= 1 (e.g. 25)")
     return every_n_steps
+
+
+class TraceArmingCallback(pl.Callback):
+    """Base of the callbacks that read a module's ``RecurrentTrace``: on the training steps they log (``due``), it
+    sets ``pl_module.trace_requested`` and marks itself armed; the subclass reads the trace after backward.
+
+    A subclass sets ``every_n_steps`` and calls ``super().__init__()``.
+    """
+
+    every_n_steps: int
+
+    def __init__(self) -> None:
+        self._armed = False
+        self._last_step: Optional[int] = None
+        self._unsupported_warned = False
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if not due(trainer, self.every_n_steps, self._last_step):
+            return
+        if not supports_contract(pl_module, self, self._unsupported_warned):
+            self._unsupported_warned = True
+            return
+        pl_module.trace_requested = True
+        self._armed = True

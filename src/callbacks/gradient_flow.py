@@ -13,12 +13,11 @@ from typing import Optional
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
-from src.callbacks.common import (add_layout, check_every_n_steps, due, flush_scalars, log_scalars, new_figure,
-                                  render, run_dir, supports_contract, tensorboard_writer, write_image)
+from src.callbacks.common import (TraceArmingCallback, add_layout, check_every_n_steps, flush_scalars, log_scalars,
+                                  new_figure, render, run_dir, tensorboard_writer, write_image)
 from src.errors import UserInputError
 from src.monitoring import RecurrentTrace
 
@@ -140,7 +139,7 @@ def stack_curves(curves: list[np.ndarray], right_aligned: bool) -> np.ndarray:
 
 
 # -- the callback -----------------------------------------------------------------------------------------------
-class GradientFlowMonitor(Callback):
+class GradientFlowMonitor(TraceArmingCallback):
     """Logs ``gradflow/{first,middle,last,early_late_ratio,horizon}`` every ``every_n_steps`` optimizer steps,
     an image ``gradflow/per_timestep`` per epoch (norm against time step, log scale, this epoch and the first),
     ``gradflow/heatmap`` at the end of training (training step x time step), and ``gradient_flow.npz`` in the
@@ -171,9 +170,6 @@ class GradientFlowMonitor(Callback):
         self.records: list[dict] = []  # per logged step: step, epoch, norms_start, norms_end (numpy [T])
         self.first_epoch_curve: Optional[np.ndarray] = None
         self._plot: Optional[CurvePlot] = None  # made at the first image, redrawn every epoch
-        self._armed = False
-        self._last_step: Optional[int] = None
-        self._unsupported_warned = False
         self._no_grad_warned = False
 
     # Lightning hooks ------------------------------------------------------------------------------------------
@@ -185,15 +181,6 @@ class GradientFlowMonitor(Callback):
                 "early/late ratio (norm at 10% / 90% of the length)": ["gradflow/early_late_ratio"],
                 "gradient horizon (steps)": ["gradflow/horizon"],
             })
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        if not due(trainer, self.every_n_steps, self._last_step):
-            return
-        if not supports_contract(pl_module, self, self._unsupported_warned):
-            self._unsupported_warned = True
-            return
-        pl_module.trace_requested = True
-        self._armed = True
 
     def on_after_backward(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         if not self._armed:

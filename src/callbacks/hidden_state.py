@@ -12,11 +12,10 @@ from typing import Optional
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 
-from src.callbacks.common import (add_layout, check_every_n_steps, due, flush_scalars, log_scalars, new_figure, run_dir,
-                                  supports_contract, tensorboard_writer, write_histogram, write_image)
+from src.callbacks.common import (TraceArmingCallback, add_layout, check_every_n_steps, flush_scalars, log_scalars,
+                                  new_figure, run_dir, tensorboard_writer, write_histogram, write_image)
 from src.errors import UserInputError
 from src.monitoring import RecurrentTrace, is_traceable
 
@@ -52,7 +51,7 @@ def cell_norm(cell: Tensor) -> float:
     return cell.detach().float().norm(dim=-1).mean().item()
 
 
-class HiddenStateMonitor(Callback):
+class HiddenStateMonitor(TraceArmingCallback):
     """Logs ``hidden/<name>/{saturation,mean_abs,std,temporal_variance}`` (and ``hidden/<name>/cell_norm`` where
     the trace has the LSTM cell state) every ``every_n_steps`` optimizer steps; per epoch a histogram
     ``hidden/<name>/values`` of the last logged step's valid hidden values and an image ``hidden/example`` of
@@ -80,24 +79,12 @@ class HiddenStateMonitor(Callback):
         self.records: list[dict] = []  # per logged step: step, epoch, {"<name>/<stat>": value}
         self._histogram_values: dict[str, tuple[Tensor, Tensor]] = {}  # name -> (h [B,T,H], mask [B,T])
         self._example = None  # first validation batch, on the module's device
-        self._armed = False
-        self._last_step: Optional[int] = None
-        self._unsupported_warned = False
 
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
         if writer is not None:
             add_layout(writer, "hidden states", {f"{stat} (all layers)": [rf"hidden/.*/{stat}"]
                                                  for stat in (*STATS, "cell_norm")})
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        if not due(trainer, self.every_n_steps, self._last_step):
-            return
-        if not supports_contract(pl_module, self, self._unsupported_warned):
-            self._unsupported_warned = True
-            return
-        pl_module.trace_requested = True
-        self._armed = True
 
     def on_after_backward(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         if not self._armed:
