@@ -169,7 +169,8 @@ def check_every_n_steps(every_n_steps: int) -> int:
 
 class TraceArmingCallback(pl.Callback):
     """Base of the callbacks that read a module's ``RecurrentTrace``: on the training steps they log (``due``), it
-    sets ``pl_module.trace_requested`` and marks itself armed; the subclass reads the trace after backward.
+    sets ``pl_module.trace_requested`` and marks itself armed; the subclass reads the trace after backward, and
+    the trace is dropped when the batch ends.
 
     A subclass sets ``every_n_steps`` and calls ``super().__init__()``.
     """
@@ -189,3 +190,10 @@ class TraceArmingCallback(pl.Callback):
             return
         pl_module.trace_requested = True
         self._armed = True
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        # Drop the trace (and the input gradient it holds) once every callback had its look after backward.
+        if getattr(pl_module, "trace_requested", False) or getattr(pl_module, "last_trace", None) is not None:
+            pl_module.trace_requested = False
+            pl_module.last_trace = None
+        self._armed = False

@@ -201,13 +201,6 @@ class GradientFlowMonitor(TraceArmingCallback):
         scalars = summarize(self._curve(record), self.horizon_threshold)
         log_scalars(trainer, {f"gradflow/{k}": v for k, v in scalars.items()}, trainer.global_step)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        # Drop the trace (and the input gradient it holds) once every callback had its look after backward.
-        if getattr(pl_module, "trace_requested", False) or getattr(pl_module, "last_trace", None) is not None:
-            pl_module.trace_requested = False
-            pl_module.last_trace = None
-        self._armed = False
-
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         if not trainer.is_global_zero:
             return

@@ -106,12 +106,6 @@ class HiddenStateMonitor(TraceArmingCallback):
         self.records.append({"step": trainer.global_step, "epoch": trainer.current_epoch, "values": scalars})
         log_scalars(trainer, {f"hidden/{k}": v for k, v in scalars.items()}, trainer.global_step)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if getattr(pl_module, "trace_requested", False) or getattr(pl_module, "last_trace", None) is not None:
-            pl_module.trace_requested = False
-            pl_module.last_trace = None
-        self._armed = False
-
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         if self._example is None and batch_idx == 0 and dataloader_idx == 0 and self.example_image:
             self._example = batch
