@@ -185,6 +185,22 @@ def test_layer_grad_norms_combine_tensors_as_if_concatenated():
     assert layer_grad_norms(net, float("inf"))["total"] == pytest.approx(everything.abs().max().item())
 
 
+@pytest.mark.parametrize("norm_type", [1.0, 2.0, float("inf")])
+def test_layer_grad_norms_per_tensor_equal_lightnings_grad_norm(norm_type):
+    from pytorch_lightning.utilities import grad_norm
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Embedding(10, 4), nn.LSTM(4, 3, batch_first=True))
+    net[1](net[0](torch.randint(0, 10, (2, 5))))[0].sum().backward()
+    lightning = grad_norm(net, norm_type)
+    ours = layer_grad_norms(list(net.named_parameters()), norm_type, per_tensor=True)
+    prefix = f"grad_{norm_type}_norm/"
+    assert {k[len(prefix):] for k in lightning if k.startswith(prefix)} | {"total"} == set(ours)
+    for name, value in lightning.items():
+        key = name[len(prefix):] if name.startswith(prefix) else "total"
+        assert ours[key] == pytest.approx(float(value), rel=1e-5)
+
+
 # -- the callbacks inside training ------------------------------------------------------------------------------
 class PlainRegression(pl.LightningModule):
     """A module without the monitoring contract."""

@@ -16,8 +16,9 @@ import torch
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
+from src.callbacks.charts import LogCurveChart, heatmap
 from src.callbacks.common import (TraceArmingCallback, add_layout, check_every_n_steps, flush_scalars, log_scalars,
-                                  new_figure, render, run_dir, tensorboard_writer, write_image)
+                                  run_dir, tensorboard_writer, write_image)
 from src.errors import UserInputError
 from src.monitoring import RecurrentTrace
 
@@ -57,25 +58,27 @@ def aligned_mean(values: Tensor, mask: Tensor, alignment: str = "end") -> Tensor
     return total / count  # 0 / 0 = NaN where no sequence is valid
 
 
-def trace_grad_norms(trace: RecurrentTrace, scale: float = 1.0) -> Optional[dict[str, Tensor]]:
+def trace_grad_norms(trace: RecurrentTrace, scale: float = 1.0) -> Optional[dict[str, np.ndarray]]:
     """``{"start": [T], "end": [T]}`` per-timestep input-gradient norms of a trace whose backward has run;
     ``scale`` divides out an AMP loss scale. None when the input has no gradient (the step was not traced,
     or the loss did not depend on it)."""
     grad = trace.inputs.grad
     if grad is None:
         return None
-    norms = grad.detach().float().norm(dim=-1) / scale  # [B, T], float32 whatever the training precision
-    # Both alignments in one pass: bins [0, T) by position from the start, [T, 2T) right-aligned on the end.
+    norms = grad.detach().float().norm(dim=-1)  # [B, T], float32 whatever the training precision
+    if scale != 1.0:
+        norms = norms / scale
     batch, steps = norms.shape
-    mask = trace.mask.to(norms.device).bool()
-    positions = torch.arange(steps, device=norms.device).expand(batch, steps)  # [B, T]
-    last = torch.where(mask, positions, torch.zeros_like(positions)).amax(dim=1, keepdim=True)  # [B, 1]
-    index = torch.cat([positions[mask], (positions + 2 * steps - 1 - last)[mask]])
-    values = norms[mask].repeat(2)
-    total = torch.zeros(2 * steps, device=norms.device).index_add_(0, index, values)
-    count = torch.zeros(2 * steps, device=norms.device).index_add_(0, index, torch.ones_like(values))
-    both = total / count  # [2T]; NaN where no sequence is valid
-    return {"start": both[:steps], "end": both[steps:]}
+    valid = trace.mask.to(norms.device).float()  # [B, T]
+    positions = torch.arange(steps, device=norms.device)
+    last = (valid * positions).amax(dim=1, keepdim=True).long()  # [B, 1] each row's last valid position
+    # Right-aligned on the end: index j reads position j + last + 1 - T (mod T); the wrapped-around indices read
+    # positions after the last valid one, which are padding and carry zero weight.
+    source = ((positions + last + 1) % steps).expand(2, batch, steps)
+    weighted = torch.stack([norms * valid, valid])  # [2 (sum, count), B, T]
+    sums = torch.stack([weighted.sum(1), weighted.gather(2, source).sum(1)], dim=1)  # [2, 2 (start, end), T]
+    both = (sums[0] / sums[1]).cpu().numpy()  # 0 / 0 = NaN where no sequence is valid; one copy to the host
+    return {"start": both[0], "end": both[1]}
 
 
 def valid_span(curve) -> np.ndarray:
@@ -147,8 +150,8 @@ class GradientFlowMonitor(TraceArmingCallback):
 
     Args:
         every_n_steps: log on optimizer steps 0, n, 2n, ...; other steps cost one modulo. 25 gives ~17 points
-            over the default 8-epoch reviews run; a logged step costs the three callbacks ~0.5 ms on the CPU box,
-            the per-epoch pictures a few ms (docs/benchmarks.md, bench/callback_overhead.py).
+            over the default 8-epoch reviews run; a logged step costs the three callbacks ~0.45 ms on the CPU box,
+            the per-epoch pictures ~3 ms (docs/benchmarks.md, bench/callback_overhead.py).
         alignment: ``end`` (default: distance from each sequence's last valid token, where vanishing in
             variable-length text shows) or ``start`` (position from the start) for the scalars and images;
             the .npz holds both.
@@ -169,7 +172,7 @@ class GradientFlowMonitor(TraceArmingCallback):
         self.images, self.save_arrays = images, save_arrays
         self.records: list[dict] = []  # per logged step: step, epoch, norms_start, norms_end (numpy [T])
         self.first_epoch_curve: Optional[np.ndarray] = None
-        self._plot: Optional[CurvePlot] = None  # made at the first image, redrawn every epoch
+        self._chart: Optional[LogCurveChart] = None  # made at the first image, its frame kept across epochs
         self._no_grad_warned = False
 
     # Lightning hooks ------------------------------------------------------------------------------------------
@@ -214,10 +217,9 @@ class GradientFlowMonitor(TraceArmingCallback):
                 self.first_epoch_curve = mean
             writer = tensorboard_writer(trainer)
             if self.images and writer is not None:
-                self._plot = self._plot or CurvePlot(self.alignment, (f"epoch {self._first_epoch()}", "this epoch"))
-                image = self._plot.draw([self.first_epoch_curve, mean],
-                                        note=f"epoch {epoch}, step {trainer.global_step}")
-                write_image(writer, "gradflow/per_timestep", image, trainer.global_step)
+                self._chart = self._chart or curve_chart(self.alignment, (f"epoch {self._first_epoch()}", "this epoch"))
+                curves = [(_x_axis(len(c), self.alignment)[0], c) for c in (self.first_epoch_curve, mean)]
+                write_image(writer, "gradflow/per_timestep", self._chart.draw(curves), trainer.global_step)
 
     def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         if not trainer.is_global_zero:
@@ -227,8 +229,8 @@ class GradientFlowMonitor(TraceArmingCallback):
             return
         writer = tensorboard_writer(trainer)
         if self.images and writer is not None:
-            figure = plot_heatmap(self.steps(), self.matrix(), self.alignment)
-            write_image(writer, "gradflow/heatmap", render(figure), trainer.global_step)
+            write_image(writer, "gradflow/heatmap", heatmap_image(self.steps(), self.matrix(), self.alignment),
+                        trainer.global_step)
         if self.save_arrays:
             self.save(run_dir(trainer) / "gradient_flow.npz")
 
@@ -275,83 +277,15 @@ def _x_axis(length: int, alignment: str) -> tuple[np.ndarray, str]:
     return np.arange(length), "time step from the start"
 
 
-class CurvePlot:
-    """Norm against time step on a log scale, one line per curve, as a figure that is redrawn every epoch.
-
-    Drawing a labelled figure costs 20-40 ms here, mostly text, which is over 10% of an epoch of the default
-    run. So the axes span whole decades and only grow, and the frame (ticks, labels, legend) is drawn once
-    and kept as a bitmap; an epoch whose curves fit in it only restores that bitmap and draws the lines
-    (~2 ms). log10 of the norm is plotted on a linear axis labelled ``1e-k``.
-    """
-
-    def __init__(self, alignment: str = "end", labels: tuple[str, ...] = ("first epoch", "this epoch")):
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.ticker import FuncFormatter, MaxNLocator
-
-        self.alignment = alignment
-        self.figure = new_figure()
-        self.canvas = FigureCanvasAgg(self.figure)
-        self.ax = self.figure.add_subplot()
-        self.lines = [self.ax.plot([], [], label=label, animated=True)[0] for label in labels]  # not in the frame
-        self.note = self.ax.text(0.98, 0.04, "", transform=self.ax.transAxes, ha="right", fontsize=8, animated=True)
-        self.ax.yaxis.set_major_locator(MaxNLocator(nbins=7, integer=True))
-        self.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"1e{v:.0f}"))
-        self.ax.set_xlabel(_x_axis(1, alignment)[1])
-        self.ax.set_ylabel("mean ||dLoss/dx_t|| (log scale)")
-        self.ax.grid(True, alpha=0.3)
-        self.ax.legend(fontsize=8, loc="upper left")  # not "best": that searches for a free spot
-        self.figure.subplots_adjust(left=0.16, right=0.97, bottom=0.16, top=0.96)  # fixed: tight_layout is 2 draws
-        self._frame_limits = None
-        self._frame = None
-
-    def draw(self, curves: list[np.ndarray], note: str = "") -> np.ndarray:
-        """One ``[T]`` curve per line (in the order of ``labels``) -> ``[H, W, 3]`` uint8 image."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            logs = [np.log10(np.asarray(c, dtype=np.float64)) for c in curves]
-        finite = np.concatenate([v[np.isfinite(v)] for v in logs] + [np.zeros(0)])
-        low, high = (finite.min(), finite.max()) if finite.size else (-1.0, 0.0)
-        xs = _x_axis(max((len(c) for c in curves), default=1), self.alignment)[0]
-        limits = self._frame_limits
-        if limits is None or low < limits[0] or high > limits[1] or xs[0] < limits[2] or xs[-1] > limits[3]:
-            # Grow only, with room (three decades below, as norms mostly shrink while training, one above):
-            # every new frame is a full draw.
-            old = limits or (np.inf, -np.inf, np.inf, -np.inf)
-            limits = (min(old[0], np.floor(low) - 3), max(old[1], np.ceil(high) + 1),
-                      min(old[2], xs[0] - 0.5), max(old[3], xs[-1] + 0.5))
-        if limits != self._frame_limits:
-            self.ax.set_ylim(limits[0], limits[1])
-            self.ax.set_xlim(limits[2], limits[3])
-            self.canvas.draw()  # the frame only: the lines and the note are animated
-            self._frame, self._frame_limits = self.canvas.copy_from_bbox(self.figure.bbox), limits
-        else:
-            self.canvas.restore_region(self._frame)
-        for line, values in zip(self.lines, logs):
-            line.set_data(_x_axis(len(values), self.alignment)[0], values)
-            self.ax.draw_artist(line)
-        self.note.set_text(note)
-        self.ax.draw_artist(self.note)
-        return np.asarray(self.canvas.buffer_rgba())[..., :3].copy()
+def curve_chart(alignment: str = "end", labels: tuple[str, ...] = ("first epoch", "this epoch")) -> LogCurveChart:
+    """The per-epoch chart: mean ||dLoss/dx_t|| against the time step, log scale, one line per label."""
+    return LogCurveChart(labels, _x_axis(1, alignment)[1], "mean ||dLoss/dx_t|| (log scale)")
 
 
-def plot_curves(curves: dict[str, np.ndarray], alignment: str = "end"):
-    """Norm against time step on a log scale, one line per label (for reports). Returns (Figure, image)."""
-    plot = CurvePlot(alignment, tuple(curves))
-    return plot.figure, plot.draw(list(curves.values()))
-
-
-def plot_heatmap(steps: np.ndarray, matrix: np.ndarray, alignment: str = "end"):
-    """log10 norm over (training step x time step). Returns a matplotlib Figure."""
-    figure = new_figure(5.5, 3.6)
-    ax = figure.add_subplot()
+def heatmap_image(steps: np.ndarray, matrix: np.ndarray, alignment: str = "end"):
+    """log10 norm over (logged training step x time step) as a palette image; white where no sequence reached."""
     with np.errstate(divide="ignore", invalid="ignore"):
         values = np.log10(matrix)
+    values[~np.isfinite(values)] = np.nan
     x, xlabel = _x_axis(matrix.shape[1], alignment)
-    image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", origin="lower", interpolation="nearest",
-                      extent=(x[0] - 0.5, x[-1] + 0.5, -0.5, len(steps) - 0.5), cmap="viridis")
-    ticks = np.linspace(0, len(steps) - 1, min(len(steps), 6)).round().astype(int)
-    ax.set_yticks(ticks, [str(s) for s in steps[ticks]])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("training step")
-    figure.colorbar(image, ax=ax, label="log10 ||dLoss/dx_t||")
-    figure.subplots_adjust(left=0.13, right=0.97, bottom=0.15, top=0.96)
-    return figure
+    return heatmap(values, x, [str(s) for s in steps], xlabel, "training step", "log10 ||dLoss/dx_t||")

@@ -18,8 +18,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from src.callbacks.gradient_flow import (GradientFlowMonitor, early_late_ratio, gradient_horizon, plot_heatmap,
-                                         stack_curves)
+from src.callbacks.gradient_flow import GradientFlowMonitor, early_late_ratio, gradient_horizon, stack_curves
 from src.experiments import machine, main, new_figure, save_figure, settings_table, table, write_report
 from src.experiments.seq_length import ImdbSettings, imdb_run, size_note
 
@@ -93,7 +92,7 @@ def run(args) -> Path:
 
 
 def intro(s: FlowSettings, args) -> str:
-    first, mid, last = s.positions[0], s.positions[len(s.positions) // 2], s.positions[-1]
+    first = s.positions[0]
     return (size_note(s.imdb, args.quick) + "\n\n"
             + f"A 1-layer vanilla RNN and an LSTM classify IMDB reviews cut to their first {s.max_len} tokens, "
               "predicting from the state after the last token. The `GradientFlowMonitor` callback logs, every "
@@ -167,6 +166,25 @@ def plot_curves(curves: dict[str, np.ndarray], s: FlowSettings):
     ax.set_title("Gradient reaching each word (GradientFlowMonitor)", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def plot_heatmap(steps: np.ndarray, matrix: np.ndarray, alignment: str = "end"):
+    """log10 norm over (training step x time step), the report's version of the callback's gradflow/heatmap."""
+    figure = new_figure(5.5, 3.6)
+    ax = figure.add_subplot()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = np.log10(matrix)
+    width = matrix.shape[1]
+    x = np.arange(-(width - 1), 1) if alignment == "end" else np.arange(width)
+    image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", origin="lower", interpolation="nearest",
+                      extent=(x[0] - 0.5, x[-1] + 0.5, -0.5, len(steps) - 0.5), cmap="viridis")
+    ticks = np.linspace(0, len(steps) - 1, min(len(steps), 6)).round().astype(int)
+    ax.set_yticks(ticks, [str(s) for s in steps[ticks]])
+    ax.set_xlabel("time step relative to the last valid token" if alignment == "end" else "time step from the start")
+    ax.set_ylabel("training step")
+    figure.colorbar(image, ax=ax, label="log10 ||dLoss/dx_t||")
     figure.tight_layout()
     return figure
 
