@@ -48,3 +48,12 @@ def test_heatmap_cells_take_their_value_colour_row_zero_at_the_bottom():
     assert cell(0, 0) == LEVELS_START and cell(0, 1) == LEVELS_START + LEVELS - 1
     assert cell(1, 0) == WHITE
     assert abs(int(cell(1, 1)) - (LEVELS_START + (LEVELS - 1) / 2)) <= 1
+
+
+def test_degenerate_inputs_still_draw():
+    chart = LogCurveChart(["a", "b"], "t", "norm")
+    image = chart.draw([(np.arange(3), np.full(3, np.nan)), (np.arange(1), np.array([0.5]))])  # nothing, a point
+    assert image.size == (400, 256)
+    assert chart.draw([(np.arange(5), np.zeros(5))]).size == (400, 256)  # log10(0) = -inf: left out
+    assert heatmap(np.array([[np.nan]]), np.array([0]), ["0"], "t", "step", "value").size == (440, 288)
+    assert heatmap(np.array([[2.0, 2.0]]), np.array([-1, 0]), ["5"], "t", "step", "value").size == (440, 288)
