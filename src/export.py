@@ -72,7 +72,9 @@ class ExportableClassifier(nn.Module):
             if order is not None:
                 back = self.reverse_layers[i](x.gather(1, order.expand(-1, -1, x.size(-1))))[0]
                 outputs.append(back.gather(1, order.expand(-1, -1, back.size(-1))))
-            x = torch.cat(outputs, dim=-1) * keep  # [B, T, H * dirs]
+            x = torch.cat(outputs, dim=-1)  # [B, T, H * dirs]
+            if i < len(self.forward_layers) - 1:
+                x = x * keep  # the pooling masks the last layer's padding itself: a Mul less (~4% of ORT's time)
         pooled = self.net.pool(RecurrentOutput(x, {}, x, None), lengths, mask)  # [B, H * dirs]
         return self.net.head(pooled).squeeze(-1)
 
