@@ -65,7 +65,7 @@ def trace_grad_norms(trace: RecurrentTrace, scale: float = 1.0) -> Optional[dict
     grad = trace.inputs.grad
     if grad is None:
         return None
-    norms = grad.detach().float().norm(dim=-1)  # [B, T], float32 whatever the training precision
+    norms = torch.linalg.vector_norm(grad.detach().float(), dim=-1)  # [B, T], float32 whatever the precision
     if scale != 1.0:
         norms = norms / scale
     batch, steps = norms.shape
