@@ -82,7 +82,7 @@ class GradientNormMonitor(Callback):
         self._parameters: list[tuple[str, Tensor]] = []
 
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        self._parameters = [(name, p) for name, p in pl_module.named_parameters() if p.requires_grad]
+        self._parameters = list(pl_module.named_parameters())  # those without a gradient are skipped per step
         writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
         if writer is not None:
             add_layout(writer, "parameter gradient norms", {"total (before clipping)": ["gradnorm/total"],
