@@ -57,3 +57,11 @@ def test_degenerate_inputs_still_draw():
     assert chart.draw([(np.arange(5), np.zeros(5))]).size == (400, 256)  # log10(0) = -inf: left out
     assert heatmap(np.array([[np.nan]]), np.array([0]), ["0"], "t", "step", "value").size == (440, 288)
     assert heatmap(np.array([[2.0, 2.0]]), np.array([-1, 0]), ["5"], "t", "step", "value").size == (440, 288)
+
+
+def test_time_step_ticks_are_whole_numbers():
+    from src.callbacks.charts import nice_ticks
+
+    assert nice_ticks(-0.5, 0.5, integer=True).tolist() == [0.0]
+    assert nice_ticks(-49.5, 0.5, integer=True).tolist() == [-40.0, -30.0, -20.0, -10.0, 0.0]
+    np.testing.assert_allclose(nice_ticks(0.0, 1.0), [0.0, 0.2, 0.4, 0.6, 0.8, 1.0])

@@ -70,11 +70,13 @@ def palette_image(indices: np.ndarray, colormap: str = "viridis") -> Image.Image
     return image
 
 
-def nice_ticks(low: float, high: float, count: int = 6) -> np.ndarray:
-    """Round tick values (steps of 1, 2 or 5 x 10^k) covering [low, high], about ``count`` of them."""
+def nice_ticks(low: float, high: float, count: int = 6, integer: bool = False) -> np.ndarray:
+    """Round tick values (steps of 1, 2 or 5 x 10^k; whole numbers if ``integer``) covering [low, high], about
+    ``count`` of them."""
     raw = max(high - low, 1e-12) / count
     magnitude = 10.0 ** math.floor(math.log10(raw))
     step = next(s * magnitude for s in (1, 2, 5, 10) if s * magnitude >= raw)
+    step = max(step, 1.0) if integer else step
     return np.arange(math.ceil(low / step) * step, high + step * 1e-6, step)
 
 
@@ -167,7 +169,7 @@ class LogCurveChart:
                 xlim = (min(xlim[0], old.xlim[0]), max(xlim[1], old.xlim[1]))
             self.axes = Axes(self.size, (58, 8, self.size[0] - 10, self.size[1] - 38), xlim, ylim)
             decades = range(int(ylim[0]), int(ylim[1]) + 1, max(1, (int(ylim[1]) - int(ylim[0])) // 8 + 1))
-            self._frame = draw_frame(self.axes, [(t, f"{t:g}") for t in nice_ticks(*xlim)],
+            self._frame = draw_frame(self.axes, [(t, f"{t:g}") for t in nice_ticks(*xlim, integer=True)],
                                      [(d, f"1e{d}") for d in decades], self.xlabel, self.ylabel, self.labels)
         image = self._frame.copy()
         draw = ImageDraw.Draw(image)
@@ -199,7 +201,7 @@ def heatmap(values: np.ndarray, x: np.ndarray, row_labels: Sequence[str], xlabel
     left, top, right, bottom = axes.box
     bar = Axes(size, (right + 10, top, right + 22, bottom), (0.0, 1.0), (low, high))
     picks = np.unique(np.linspace(0, rows - 1, min(rows, 6)).round().astype(int))
-    frame = draw_frame(axes, [(t, f"{t:g}") for t in nice_ticks(x[0], x[-1])],
+    frame = draw_frame(axes, [(t, f"{t:g}") for t in nice_ticks(x[0], x[-1], integer=True)],
                        [(float(r), row_labels[r]) for r in picks], xlabel, ylabel, colormap=colormap,
                        colorbar=(bar, [(t, f"{t:g}") for t in nice_ticks(low, high, 5)], colorbar_label))
     cells = palette_image(levels(values[::-1], low, high), colormap)  # row 0 at the bottom
