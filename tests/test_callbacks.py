@@ -272,6 +272,22 @@ def test_train_py_with_dynamics_yaml_writes_tensorboard_panels(tmp_path):
     assert np.load(f"{run}/gradient_norms.npz")["total"].shape == (2,)
 
 
+@pytest.mark.slow
+def test_dynamics_yaml_on_the_autoencoder_shows_encoder_and_decoder(tmp_path):
+    """The same callbacks on another module of the contract: a PoemBatch, two named hidden sequences."""
+    from train import cli_main
+
+    cli_main(["fit", "--config", "configs/poetry_autoencoder.yaml", "--config", "configs/dynamics.yaml",
+              "--data.max_poems", "32", "--data.seq_len", "8", "--data.cache_dir", str(tmp_path / "cache"),
+              "--model.hidden_size", "8", "--model.curriculum", "[[4, 1], [8, 1]]", "--trainer.max_epochs", "2",
+              "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path)])
+    tags = event_accumulator(tmp_path).Tags()
+    for name in ("encoder_l0", "decoder_l0"):
+        assert f"hidden/{name}/saturation" in tags["scalars"] and f"hidden/{name}/values" in tags["histograms"]
+    assert {"gradflow/first", "gradflow/horizon", "gradnorm/total"} <= set(tags["scalars"])
+    assert {"gradflow/per_timestep", "gradflow/heatmap", "hidden/example"} <= set(tags["images"])
+
+
 def test_bf16_mixed_precision_norms_are_float32_and_finite(tmp_path):
     torch.manual_seed(0)
     model = TextClassifier(vocab_size=30, cell="gru", embedding_dim=6, hidden_size=8)
