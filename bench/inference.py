@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from data_modules.batching import pad_collate  # noqa: E402
 from src.classifier import TextClassifier  # noqa: E402
-from src.export import ONNX_FILE, INT8_FILE, export, load_int8, onnx_session  # noqa: E402
+from src.export import INT8_FILE, INT8_ONNX_FILE, ONNX_FILE, export, load_int8, onnx_session  # noqa: E402
 
 TRAIN_ARGS = ["--model.embedding_dim", "64", "--model.hidden_size", "128", "--data.max_len", "256",
               "--data.batch_size", "64", "--trainer.max_epochs", "2"]
@@ -72,7 +72,7 @@ def backends(module, export_dir: Path, threads: int) -> dict:
     int8 = load_int8(export_dir / INT8_FILE).net
     fp32 = module.net.eval()
     onnx_fp32 = onnx_session(export_dir / ONNX_FILE, threads)
-    onnx_int8 = onnx_session(export_dir / "model_int8.onnx", threads)
+    onnx_int8 = onnx_session(export_dir / INT8_ONNX_FILE, threads)
 
     def eager(net):
         def run(tokens, lengths):
@@ -85,20 +85,6 @@ def backends(module, export_dir: Path, threads: int) -> dict:
 
     return {"PyTorch fp32 eager": eager(fp32), "PyTorch int8 dynamic": eager(int8),
             "ONNX Runtime fp32": ort(onnx_fp32), "ONNX Runtime int8 dynamic": ort(onnx_int8)}
-
-
-def quantize_onnx(export_dir: Path) -> Path:
-    """ONNX Runtime's own dynamic int8 quantization of model.onnx (LSTM/GRU/MatMul weights), for comparison."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    # Pre-processing folds the exporter's gate reordering into constant LSTM weights, which the quantizer needs
-    # to turn LSTM into DynamicQuantizeLSTM.
-    folded, out = export_dir / "model_folded.onnx", export_dir / "model_int8.onnx"
-    quant_pre_process(str(export_dir / ONNX_FILE), str(folded))
-    quantize_dynamic(str(folded), str(out), weight_type=QuantType.QInt8)
-    folded.unlink()
-    return out
 
 
 def state_dict_bytes(net) -> int:
@@ -125,7 +111,6 @@ def main(argv=None) -> dict:
     val = validation_split(ckpt, module)
     export_dir = workdir / "export"
     written = export(str(ckpt), str(export_dir), quantize=True)
-    quantize_onnx(export_dir)
     runners = backends(module, export_dir, args.threads)
     batches = length_batches(val, args.batch_size, module.hparams.pad_index)
     labels = val.labels.astype(int)
@@ -162,7 +147,7 @@ def main(argv=None) -> dict:
 
     sizes = {"PyTorch fp32 eager": state_dict_bytes(module.net), "PyTorch int8 dynamic": written["int8"].stat().st_size,
              "ONNX Runtime fp32": written["onnx"].stat().st_size,
-             "ONNX Runtime int8 dynamic": (export_dir / "model_int8.onnx").stat().st_size}
+             "ONNX Runtime int8 dynamic": written["int8_onnx"].stat().st_size}
     results = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s), "
                           f"torch {torch.__version__}", "checkpoint": str(ckpt), "reviews": len(val),
                "mean_tokens": float(val.lengths.mean()), "hparams": {k: v for k, v in module.hparams.items()},

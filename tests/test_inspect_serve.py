@@ -16,7 +16,7 @@ from src import predict as predict_cli
 from src.classifier import TextClassifier
 from src.errors import UserInputError
 from src.explain import integrated_gradients, occlusion
-from src.export import example_batch, export_onnx, load_int8, max_logit_difference
+from src.export import example_batch, export_onnx, load_int8, max_logit_difference, onnx_session, quantize_onnx
 from src.onnx_runtime import OnnxClassifier
 from train import cli_main
 
@@ -175,6 +175,29 @@ def test_int8_model_agrees_with_fp32(trained, exported):
     agreement = np.mean([a.label == b.label for a, b in zip(fp32, q)])
     assert agreement >= 0.98
     assert np.abs(np.array([p.probability for p in fp32]) - [p.probability for p in q]).max() < 0.1
+
+
+def test_int8_onnx_agrees_with_fp32_and_serves_through_predict(trained, exported, tmp_path):
+    texts, _ = synthetic_reviews(300, seed=11)
+    fp32 = trained.predict_texts(texts)
+    served = OnnxClassifier(str(exported / "model_int8.onnx")).predict_texts(texts)  # the same vocab.json
+    assert np.mean([a.label == b.label for a, b in zip(fp32, served)]) >= 0.98
+    assert np.abs(np.array([p.probability for p in fp32]) - [p.probability for p in served]).max() < 0.1
+    (tmp_path / "in.txt").write_text("\n".join(texts[:5]) + "\n", encoding="utf-8")
+    predict_cli.main(["--ckpt_path", str(exported / "model_int8.onnx"), "--input", str(tmp_path / "in.txt"),
+                      "--output", str(tmp_path / "p.csv")])
+    assert len((tmp_path / "p.csv").read_text(encoding="utf-8").strip().splitlines()) == 6  # header + 5
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_int8_onnx_of_bidirectional_stacks(cell, tmp_path):
+    net = random_classifier(cell=cell, bidirectional=True, num_layers=2).net
+    quantize_onnx(export_onnx(net, tmp_path / "model.onnx"), tmp_path / "model_int8.onnx")
+    tokens, lengths = example_batch(30, 0, lengths=(12, 1, 5, 9, 2), seed=3)
+    feed = {"tokens": tokens.numpy(), "lengths": lengths.numpy()}
+    fp32 = onnx_session(tmp_path / "model.onnx").run(None, feed)[0]
+    int8 = onnx_session(tmp_path / "model_int8.onnx").run(None, feed)[0]
+    assert np.abs(int8 - fp32).max() < 0.05 * max(1.0, np.abs(fp32).max())
 
 
 # -- bad input -------------------------------------------------------------------------------------------
