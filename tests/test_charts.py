@@ -54,6 +54,8 @@ def test_degenerate_inputs_still_draw():
     chart = LogCurveChart(["a", "b"], "t", "norm")
     image = chart.draw([(np.arange(3), np.full(3, np.nan)), (np.arange(1), np.array([0.5]))])  # nothing, a point
     assert image.size == (400, 256)
+    x, y = (round(float(v)) for v in chart.axes.pixels(0, np.log10(0.5)))
+    assert (np.asarray(image)[y - 1:y + 2, x - 1:x + 2] == LINE + 1).any()  # the lone value shows as a dot
     assert chart.draw([(np.arange(5), np.zeros(5))]).size == (400, 256)  # log10(0) = -inf: left out
     assert heatmap(np.array([[np.nan]]), np.array([0]), ["0"], "t", "step", "value").size == (440, 288)
     assert heatmap(np.array([[2.0, 2.0]]), np.array([-1, 0]), ["5"], "t", "step", "value").size == (440, 288)

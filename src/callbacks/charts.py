@@ -175,10 +175,13 @@ class LogCurveChart:
         draw = ImageDraw.Draw(image)
         for index, (x, y) in enumerate(logs):
             px, py = self.axes.pixels(x, y)
+            colour = LINE + index % len(LINE_COLORS)
             for run in _finite_runs(py):
                 if run.size > 1:
-                    draw.line(list(zip(px[run].tolist(), py[run].tolist())), fill=LINE + index % len(LINE_COLORS),
-                              width=2)
+                    draw.line(list(zip(px[run].tolist(), py[run].tolist())), fill=colour, width=2)
+                else:  # a lone value (a one-step curve, or one between gaps): a dot
+                    x0, y0 = float(px[run[0]]), float(py[run[0]])
+                    draw.rectangle([x0 - 1, y0 - 1, x0 + 1, y0 + 1], fill=colour)
         return image
 
 
