@@ -159,8 +159,8 @@ def check_every_n_steps(every_n_steps: int) -> int:
 
 class TraceArmingCallback(pl.Callback):
     """Base of the callbacks that read a module's ``RecurrentTrace``: on the training steps they log (``due``), it
-    sets ``pl_module.trace_requested`` and marks itself armed; the subclass reads the trace after backward, and
-    the trace is dropped when the batch ends.
+    sets ``pl_module.trace_requested`` and marks itself armed; the subclass reads the trace after backward when
+    ``disarm(trainer)`` is True, and the trace is dropped when the batch ends.
 
     A subclass sets ``every_n_steps`` and calls ``super().__init__()``.
     """
@@ -180,6 +180,14 @@ class TraceArmingCallback(pl.Callback):
             return
         pl_module.trace_requested = True
         self._armed = True
+
+    def disarm(self, trainer: "pl.Trainer") -> bool:
+        """Called after backward: True (once) when this step was armed, and the step is noted as logged."""
+        if not self._armed:
+            return False
+        self._armed = False
+        self._last_step = trainer.global_step
+        return True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         # Drop the trace (and the input gradient it holds) once every callback had its look after backward.

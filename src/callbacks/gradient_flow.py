@@ -186,10 +186,8 @@ class GradientFlowMonitor(TraceArmingCallback):
             })
 
     def on_after_backward(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        if not self._armed:
+        if not self.disarm(trainer):
             return
-        self._armed = False
-        self._last_step = trainer.global_step
         trace: Optional[RecurrentTrace] = getattr(pl_module, "last_trace", None)
         curves = trace_grad_norms(trace, _loss_scale(trainer)) if trace is not None else None
         if curves is None:

@@ -89,10 +89,8 @@ class HiddenStateMonitor(TraceArmingCallback):
                                                  for stat in (*STATS, "cell_norm")})
 
     def on_after_backward(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        if not self._armed:
+        if not self.disarm(trainer):
             return
-        self._armed = False
-        self._last_step = trainer.global_step
         trace: Optional[RecurrentTrace] = getattr(pl_module, "last_trace", None)
         if trace is None:
             return
