@@ -32,6 +32,7 @@ from src.errors import UserInputError
 from src.models.autoencoder import DECODER_INPUTS, RNNAutoencoder
 from src.models.recurrent import CELLS
 from src.monitoring import RecurrentTrace
+from src.optimization import configure_optimizers
 
 DEFAULT_CURRICULUM = [[20, 15], [35, 20], [50, 15]]  # the reference notebook's phases: (max_len, epochs)
 
@@ -340,11 +341,7 @@ class CurriculumAutoencoder(pl.LightningModule):
         return self.encode(batch)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "monitor": "val/loss"}}
+        return configure_optimizers(self.parameters(), self.optimizer_factory, self.scheduler_factory)
 
 
 def clean(text: str) -> str:

@@ -17,6 +17,7 @@ from src.checkpoints import MODEL_CLASS_KEY, check_model_class, load_module, sto
 from src.errors import UserInputError
 from src.models.char_lm import CharRNN, add_one_log_probs, bits_per_char
 from src.monitoring import RecurrentTrace
+from src.optimization import configure_optimizers
 
 UNK_INDEX = 0  # CharTextDataModule puts <unk> first
 
@@ -155,11 +156,7 @@ class CharLanguageModel(pl.LightningModule):
         return self.net(tokens.to(self.device)).trace
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "monitor": "val/loss"}}
+        return configure_optimizers(self.parameters(), self.optimizer_factory, self.scheduler_factory)
 
     # -- sampling from a checkpoint alone -----------------------------------------------------------------
     @classmethod

@@ -17,6 +17,7 @@ from src.checkpoints import MODEL_CLASS_KEY, check_model_class, load_module, sto
 from src.errors import UserInputError
 from src.models.classifier import RNNClassifier
 from src.monitoring import RecurrentTrace
+from src.optimization import configure_optimizers
 
 
 class Prediction(NamedTuple):
@@ -166,10 +167,7 @@ class TextClassifier(pl.LightningModule):
         return [ClassifierPredictionWriter()]  # acts in `train.py predict` only
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "monitor": "val/loss"}}
+        return configure_optimizers(self.parameters(), self.optimizer_factory, self.scheduler_factory)
 
     # -- inference from a checkpoint alone ---------------------------------------------------------------
     @classmethod
