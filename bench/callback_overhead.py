@@ -1,24 +1,24 @@
 """Cost of the training-dynamics callbacks: epoch time with them off, at their default frequency, and at every step.
 
-    python bench/callback_overhead.py [--epochs 8] [--repeats 3] [--threads N] [--hidden-size 64]
+    python bench/callback_overhead.py [--epochs 8] [--repeats 5] [--threads N] [--hidden-size 64]
                                       [--accelerator cpu|gpu] [--precision 32-true|bf16-mixed]
 
-The default reviews run (configs/reviews.yaml: synthetic reviews, 1-layer LSTM 64/64, batch 32, 8 epochs), the
-same seed and data for every variant, in one process. Variants run interleaved (off, default, every step,
-scalars only, off, ...) so that load that changes during the run biases none of them. An epoch is timed from
-on_train_epoch_start to on_train_epoch_end of a timer that runs after the dynamics callbacks, so it includes
-the validation pass and the callbacks' per-epoch images; a fit's epoch time is the mean over all its epochs
-(the first too: it carries the one-time figure setup), and a variant reports the median over its fits.
-Checkpointing is off in every variant, which makes epochs shorter and the overhead ratio, if anything, larger.
+The default reviews run (configs/reviews.yaml: synthetic reviews, 1-layer LSTM 64/64, batch 32), the same seed and
+data for every variant, in one process. An epoch is timed from on_train_epoch_start to on_train_epoch_end of a
+timer that runs after the dynamics callbacks, so it includes the validation pass and the callbacks' per-epoch
+images. Checkpointing is off, which makes epochs shorter and the overhead ratio, if anything, larger.
 
-Two measures are printed:
-- epoch time against the "off" variant (what the targets are about; on a machine shared with other jobs,
-  fits differ by 10-30% from load alone, so read it with the next one);
-- the share of each epoch spent inside the callbacks' own hooks, timed within one fit (so load that changes
-  between fits does not enter it): hook time / (epoch time - hook time). It comes from a second, instrumented
-  fit per variant and repeat: wrapping every hook in a timer costs ~1-2 ms per epoch itself (about 1,200 hook
-  calls), which would otherwise inflate the epoch ratio. It leaves out what a logged step costs inside the
-  model (keeping the input gradient, a retain_grad) and the end-of-training heatmap, which is in the fit total.
+Two measures are printed per variant (default frequency, every step, default without the pictures):
+- epoch time against epochs without the callbacks. Each fit runs 2 x --epochs epochs with the callbacks switched
+  on for every second epoch only (``AlternateEpochs``), and an "on" epoch is compared with the mean of the "off"
+  epochs on either side of it: on this shared box an epoch's time moves by 20-30% between regimes that last
+  seconds, so separate fits (~1 s each) compared badly, while adjacent epochs share their regime. The ratio is
+  the median over all on-epochs of all fits; the first two epochs (one-time setup) are left out.
+- the share of each epoch spent inside the callbacks' own hooks, timed within ordinary fits with the callbacks
+  on throughout: hook time / (epoch time - hook time), median over fits. Wrapping every hook in a timer costs
+  ~1-2 ms per epoch itself (about 1,200 hook calls), hence separate fits. It leaves out what a logged step costs
+  inside the model (keeping the input gradient), Lightning's dispatch of the hooks, and TensorBoard's writer
+  thread, which the epoch ratio includes.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from src.callbacks import GradientFlowMonitor, GradientNormMonitor, HiddenStateM
 from src.classifier import TextClassifier  # noqa: E402
 
 HOOKS = ("on_train_batch_start", "on_after_backward", "on_before_optimizer_step", "on_train_batch_end",
-         "on_train_epoch_end", "on_validation_batch_start")
+         "on_train_epoch_end", "on_validation_batch_start", "on_validation_epoch_end")
 
 
 class EpochTimer(pl.Callback):
@@ -53,7 +53,6 @@ class EpochTimer(pl.Callback):
     def __init__(self):
         self.epochs: list[float] = []
         self.hooks: list[float] = []
-        self.fit_seconds = 0.0
         self._in_hooks = 0.0
 
     def time_hooks(self, callback: pl.Callback) -> pl.Callback:
@@ -72,9 +71,6 @@ class EpochTimer(pl.Callback):
             setattr(callback, name, timed)
         return callback
 
-    def on_fit_start(self, trainer, pl_module):
-        self._fit_start = time.perf_counter()
-
     def on_train_epoch_start(self, trainer, pl_module):
         self._start, self._in_hooks = time.perf_counter(), 0.0
 
@@ -82,8 +78,32 @@ class EpochTimer(pl.Callback):
         self.epochs.append(time.perf_counter() - self._start)
         self.hooks.append(self._in_hooks)
 
-    def on_fit_end(self, trainer, pl_module):
-        self.fit_seconds = time.perf_counter() - self._fit_start
+
+class AlternateEpochs(pl.Callback):
+    """Runs ``callbacks`` on odd epochs only (setup and teardown hooks always), so that one fit alternates epochs
+    with and without them."""
+
+    GATED = HOOKS
+    ALWAYS = ("on_train_start", "on_train_end", "on_exception")
+
+    def __init__(self, callbacks: list[pl.Callback]):
+        self.callbacks = callbacks
+        for name in self.GATED + self.ALWAYS:
+            setattr(self, name, partial(self._forward, name, name in self.ALWAYS))
+
+    def _forward(self, name: str, always: bool, trainer, *args, **kwargs) -> None:
+        if always or trainer.current_epoch % 2 == 1:
+            for callback in self.callbacks:
+                getattr(callback, name)(trainer, *args, **kwargs)
+
+    def compute_pending(self, trainer) -> None:  # src/callbacks/common.py flush_scalars looks for it
+        for callback in self.callbacks:
+            callback.compute_pending(trainer)
+
+    @staticmethod
+    def ratios(epochs: list[float]) -> list[float]:
+        """Each on (odd) epoch's time over the mean of the off epochs beside it, from epoch 3 on."""
+        return [epochs[i] / ((epochs[i - 1] + epochs[i + 1]) / 2) for i in range(3, len(epochs) - 1, 2)]
 
 
 def dynamics_callbacks(every_n_steps: int | None) -> list[pl.Callback]:
@@ -129,31 +149,31 @@ def main(argv=None) -> None:
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
-    variants = {"off": lambda: [], "default": lambda: dynamics_callbacks(None),
-                "every step": lambda: dynamics_callbacks(1), "scalars only": scalars_only}
-    epoch, share, fit = ({name: [] for name in variants} for _ in range(3))
+    variants = {"default": lambda: dynamics_callbacks(None), "every step": lambda: dynamics_callbacks(1),
+                "scalars only": scalars_only}
+    ratio, share = ({name: [] for name in variants} for _ in range(2))
+    off_epochs: list[float] = []
     with tempfile.TemporaryDirectory() as root:
         run = partial(fit_once, root=root, accelerator=args.accelerator, precision=args.precision,
                       hidden_size=args.hidden_size)
         run(dynamics_callbacks(1), 1)  # warm-up: imports, data cache
         for _ in range(args.repeats):
             for name, make in variants.items():
-                timer = run(make(), args.epochs)
-                epoch[name].append(statistics.mean(timer.epochs))
-                fit[name].append(timer.fit_seconds)
+                timer = run([AlternateEpochs(make())], 2 * args.epochs + 1)
+                ratio[name].extend(AlternateEpochs.ratios(timer.epochs))
+                off_epochs.extend(timer.epochs[2::2])
                 timed = run(make(), args.epochs, time_hooks=True)
                 share[name].append(sum(timed.hooks) / (sum(timed.epochs) - sum(timed.hooks)))
     device = (torch.cuda.get_device_name() if args.accelerator in ("gpu", "cuda")
               else f"CPU, {torch.get_num_threads()} torch threads")
     print(f"callback overhead: default reviews run (LSTM {args.hidden_size}), {device}, precision {args.precision}; "
-          f"{args.repeats} fits of "
-          f"{args.epochs} epochs per variant, interleaved; medians over fits")
-    base, base_fit = statistics.median(epoch["off"]), statistics.median(fit["off"])
+          f"{args.repeats} fits per variant of {2 * args.epochs + 1} epochs, callbacks on in odd epochs; "
+          f"epoch without callbacks: median {statistics.median(off_epochs) * 1000:.1f} ms")
     for name in variants:
-        e, f, s = statistics.median(epoch[name]), statistics.median(fit[name]), statistics.median(share[name])
-        print(f"  {name:<10}  epoch {e * 1000:6.1f} ms  ratio {e / base:5.3f} ({(e / base - 1) * 100:+5.1f}%)  "
-              f"in-hook share {s * 100:5.1f}%  fit {f:5.2f} s  ratio {f / base_fit:5.3f}")
-
+        r, s = statistics.median(ratio[name]), statistics.median(share[name])
+        quartiles = statistics.quantiles(ratio[name], n=4)
+        print(f"  {name:<12}  epoch ratio {r:5.3f} ({(r - 1) * 100:+5.1f}%; quartiles {quartiles[0]:.3f}-"
+              f"{quartiles[2]:.3f}, {len(ratio[name])} epochs)  in-hook share {s * 100:5.1f}%")
 
 if __name__ == "__main__":
     main()

@@ -58,12 +58,17 @@ def test_timestep_norms_ignore_padding_whatever_its_gradient():
     grad = torch.randn(4, 7, 3) * 10  # garbage at padded positions too: it must not count
     mask = mask_from_lengths(torch.tensor(lengths), 7)
     start, end = reference_curves(grad, lengths)
-    np.testing.assert_allclose(timestep_grad_norms(grad, mask, "start").numpy(), start, rtol=1e-5)
-    np.testing.assert_allclose(timestep_grad_norms(grad, mask, "end").numpy(), end, rtol=1e-5)
+    curves = timestep_grad_norms(grad, mask)
+    np.testing.assert_allclose(curves["start"], start, rtol=1e-5)
+    np.testing.assert_allclose(curves["end"], end, rtol=1e-5)
+    # Left padding: the same sequences at the end of their rows give the same curves.
+    left = torch.stack([torch.roll(g, 7 - n, dims=0) for g, n in zip(grad, lengths)])
+    left_mask = torch.stack([torch.roll(m, 7 - n) for m, n in zip(mask, lengths)])
+    np.testing.assert_allclose(timestep_grad_norms(left, left_mask)["end"], end, rtol=1e-5)
     # A batch padded beyond its longest sequence: NaN where no sequence reaches.
     wide = torch.cat([grad, torch.randn(4, 3, 3)], dim=1)
-    curve = timestep_grad_norms(wide, mask_from_lengths(torch.tensor(lengths), 10), "start")
-    assert torch.isnan(curve[7:]).all() and torch.isfinite(curve[:7]).all()
+    curve = timestep_grad_norms(wide, mask_from_lengths(torch.tensor(lengths), 10))["start"]
+    assert np.isnan(curve[7:]).all() and np.isfinite(curve[:7]).all()
 
 
 class OneBatch(pl.LightningDataModule):
@@ -142,7 +147,7 @@ def test_vanilla_rnn_gradient_vanishes_below_spectral_norm_one_and_grows_above(s
     out = rnn(x)
     loss = out.hidden["rnn_l0"][:, -1].sum()  # read at the last step only; no clipping anywhere
     loss.backward()
-    curve = timestep_grad_norms(x.grad, torch.ones(8, steps, dtype=torch.bool), "start").numpy()
+    curve = timestep_grad_norms(x.grad, torch.ones(8, steps, dtype=torch.bool))["start"]
     ratio = early_late_ratio(curve)
     if falls:
         assert ratio < 0.01
@@ -168,6 +173,26 @@ def test_hidden_stats_equal_a_direct_count():
     assert stats["temporal_variance"] == pytest.approx(np.mean(changes))
     assert cell_norm(torch.tensor([[3.0, 4.0], [0.0, 1.0]])) == pytest.approx(3.0)
     assert math.isnan(hidden_stats(h[1:], mask[1:])["temporal_variance"])
+
+
+def test_histogram_events_hold_numpys_counts(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from src.callbacks.common import write_histogram
+
+    values = torch.tensor([0.5, -1.0, 2.0, 0.25, 0.25, float("nan"), 1.75, -0.5])
+    with SummaryWriter(str(tmp_path)) as writer:
+        write_histogram(writer, "h", values, step=3, bins=4)
+        write_histogram(writer, "single", torch.full((5,), 0.3), step=3, bins=4)
+    event = event_accumulator(tmp_path).Histograms("h")[0]
+    finite = values[torch.isfinite(values)].numpy().astype(np.float64)
+    counts, edges = np.histogram(finite, bins=4)
+    assert event.step == 3 and event.histogram_value.bucket == counts.tolist()
+    np.testing.assert_allclose(event.histogram_value.bucket_limit, edges[1:])
+    assert (event.histogram_value.min, event.histogram_value.max, event.histogram_value.num) == (-1.0, 2.0, 7)
+    assert event.histogram_value.sum_squares == pytest.approx(np.sum(finite ** 2))
+    single = event_accumulator(tmp_path).Histograms("single")[0].histogram_value
+    assert single.bucket == np.histogram(np.full(5, 0.3), bins=4)[0].tolist()
 
 
 # -- parameter gradient norms -----------------------------------------------------------------------------------
@@ -262,6 +287,8 @@ def test_train_py_with_dynamics_yaml_writes_tensorboard_panels(tmp_path):
     assert [e.step for e in ea.Images("gradflow/per_timestep")] == [21, 42]  # at each epoch's end
     assert ea.Images("gradflow/heatmap")[0].width > 100
     assert "hidden/rnn_l0/values" in tags["histograms"]
+    histogram = ea.Histograms("hidden/rnn_l0/values")[-1].histogram_value
+    assert -1 <= histogram.min < histogram.max <= 1 and sum(histogram.bucket) == histogram.num > 0
     layout = layout_pb2.Layout.FromString(ea.Tensors("custom_scalars__config__")[-1].tensor_proto.string_val[0])
     assert {c.title for c in layout.category} == {"gradient flow", "hidden states", "parameter gradient norms"}
     run = glob.glob(f"{tmp_path}/lightning_logs/version_0")[0]
@@ -299,3 +326,35 @@ def test_bf16_mixed_precision_norms_are_float32_and_finite(tmp_path):
     assert len(flow.records) == 2 and all(r["norms_end"].dtype == np.float32 for r in flow.records)
     assert all(np.isfinite(r["norms_end"]).all() and (r["norms_end"] > 0).any() for r in flow.records)
     assert all(math.isfinite(r["values"]["rnn_l0/saturation"]) for r in hidden.records)
+
+
+def test_held_steps_are_finished_when_full_and_written_as_one_event_per_step(tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    from src.callbacks import common
+
+    monkeypatch.setattr(common, "MAX_PENDING_STEPS", 2)
+    torch.manual_seed(0)
+    callbacks = [GradientFlowMonitor(every_n_steps=1, images=False, save_arrays=False),
+                 HiddenStateMonitor(every_n_steps=1, histograms=False, example_image=False, save_arrays=False),
+                 GradientNormMonitor(every_n_steps=1, save_arrays=False)]
+    finished_before_epoch_end = []
+
+    class Watch(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            finished_before_epoch_end.append([len(c.records) for c in callbacks])
+
+    trainer = pl.Trainer(max_epochs=1, logger=TensorBoardLogger(tmp_path), callbacks=[*callbacks, Watch()],
+                         limit_val_batches=0, log_every_n_steps=100, default_root_dir=tmp_path, **QUIET)
+    packed_lstm = TextClassifier(vocab_size=30, cell="lstm", embedding_dim=6, hidden_size=8, pack=True)  # has c_n
+    trainer.fit(packed_lstm, datamodule=OneBatch(padded_batch(), steps=5))
+    # Two held steps are finished together, for all three callbacks, without waiting for the epoch's end.
+    assert finished_before_epoch_end == [[0, 0, 0], [2, 2, 2], [2, 2, 2], [4, 4, 4], [4, 4, 4]]
+    assert all(len(c.records) == 5 for c in callbacks)
+    events = [e for e in EventFileLoader(glob.glob(f"{tmp_path}/**/events.out.tfevents.*", recursive=True)[0]).Load()
+              if e.HasField("summary") and any(v.tag == "gradflow/first" for v in e.summary.value)]
+    assert [e.step for e in events] == [0, 1, 2, 3, 4]
+    for event in events:  # every callback's scalars of a step in its one event
+        tags = {v.tag for v in event.summary.value}
+        assert {"gradflow/horizon", "hidden/rnn_l0/saturation", "hidden/rnn_l0/cell_norm", "gradnorm/total"} <= tags

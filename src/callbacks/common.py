@@ -1,7 +1,9 @@
 """What the three dynamics callbacks share: where to write (TensorBoard writer, run folder), the
-custom-scalars layout, writing images and histograms as events, and the one-time contract warning.
+custom-scalars layout, writing scalars, images and histograms as events, holding logged steps to compute their
+statistics together, and the one-time contract warning.
 
-Plain functions, plus ``TraceArmingCallback``: the arming step the two trace-reading callbacks share.
+Plain functions, plus ``PendingSteps`` (the held steps) and ``TraceArmingCallback`` (the arming step the two
+trace-reading callbacks share).
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_warn
+from torch import Tensor
 
 from src.errors import UserInputError
 from src.monitoring import is_traceable
@@ -38,18 +42,64 @@ def run_dir(trainer: "pl.Trainer") -> Path:
     return path
 
 
-FLUSH_SECONDS = 10.0  # the longest buffered scalars wait (TensorBoard's own writer flushes every 120 s)
+FLUSH_SECONDS = 10.0  # the longest a logged step's scalars wait (TensorBoard's own writer flushes every 120 s)
+MAX_PENDING_STEPS = 64  # logged steps whose statistics a callback holds to compute them together
+MAX_PENDING_BYTES = 64 * 2**20  # the tensors held for them, on their device
+
+
+class PendingSteps:
+    """The logged steps a callback holds, as the small tensors it computed from them on the device, until
+    ``flush_scalars`` finishes them together: at each epoch end, or at the end of a training batch after which
+    one callback's are ``full`` (not sooner: then every callback has added that step, and its scalars share
+    one event).
+
+    Why: finishing a step (copying its figures to the host, turning sums into statistics, curves into
+    summaries, building the TensorBoard values) is a few dozen small operations. Done right after backward, on a
+    CPU whose caches the training step has just filled with other things, each costs several times what it costs
+    in a loop over many steps, and on a GPU each copy to the host is a sync that stalls the step. Held, they cost
+    one copy and one warm loop per flush.
+    """
+
+    def __init__(self) -> None:
+        self.items: list = []
+        self.nbytes = 0
+        self._since = 0.0
+
+    def add(self, item, nbytes: int = 0) -> None:
+        if not self.items:
+            self._since = time.monotonic()
+        self.items.append(item)
+        self.nbytes += nbytes
+
+    def full(self) -> bool:
+        return bool(self.items) and (len(self.items) >= MAX_PENDING_STEPS or self.nbytes >= MAX_PENDING_BYTES
+                                     or time.monotonic() - self._since > FLUSH_SECONDS)
+
+    def take(self) -> list:
+        items, self.items, self.nbytes = self.items, [], 0
+        return items
+
+
+def pad_stack(tensors: Sequence[Tensor], dtype: torch.dtype = torch.float32) -> Tensor:
+    """K tensors of one rank and different sizes (``[B_k, T_k, ...]``) -> ``[K, max B, max T, ...]`` of ``dtype``,
+    zero-padded at the end of every dimension, on the first tensor's device."""
+    if len(tensors) == 1:
+        return tensors[0].to(dtype)[None]
+    shape = [max(sizes) for sizes in zip(*(t.shape for t in tensors))]
+    stacked = tensors[0].new_zeros((len(tensors), *shape), dtype=dtype)
+    for k, t in enumerate(tensors):
+        stacked[(k, *(slice(0, n) for n in t.shape))] = t
+    return stacked
 
 
 def log_scalars(trainer: "pl.Trainer", metrics: dict[str, float], step: int) -> None:
     """Log scalars at ``step`` (non-finite values are skipped) to every logger.
 
     Not ``pl_module.log``: that would average them into Lightning's own ``log_every_n_steps`` rhythm, and a
-    callback that logs every N steps wants its exact step. TensorBoard gets them held back and written in a
-    burst by ``flush_scalars`` (each epoch end, or after ``FLUSH_SECONDS``), as ONE event per step for all
-    three callbacks: every write wakes the writer's thread (~0.4 ms on a busy 2-core machine, more than
-    computing the statistics), and even in a burst an event costs ~0.04 ms, which at every step was 5% of
-    the default run's epoch when each callback wrote its own.
+    callback that logs every N steps wants its exact step. TensorBoard gets them held back and written by
+    ``flush_scalars`` as ONE event per step for all three callbacks: every write wakes the writer's thread, and
+    an event costs ~0.06 ms (a third of it TensorBoard's pure-Python CRC32C), which at every step was 5% of the
+    default run's epoch when each callback wrote its own.
     """
     from tensorboard.compat.proto.summary_pb2 import Summary
 
@@ -58,19 +108,21 @@ def log_scalars(trainer: "pl.Trainer", metrics: dict[str, float], step: int) -> 
         return
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
-            writer = logger.experiment
-            values = writer.__dict__.setdefault("_rnn_lab_pending", {}).setdefault(step, [])
+            values = logger.experiment.__dict__.setdefault("_rnn_lab_pending", {}).setdefault(step, [])
             values.extend(Summary.Value(tag=k, simple_value=v) for k, v in finite.items())
-            if time.monotonic() - writer.__dict__.setdefault("_rnn_lab_flushed", time.monotonic()) > FLUSH_SECONDS:
-                flush_scalars(trainer)
         else:
             logger.log_metrics(finite, step=step)
 
 
 def flush_scalars(trainer: "pl.Trainer") -> None:
-    """Write the scalars ``log_scalars`` held back (shared by all three callbacks: one burst per epoch)."""
+    """Have every callback of the run compute its pending steps (``compute_pending``), then write the scalars
+    ``log_scalars`` held back, one event per step."""
     from tensorboard.compat.proto.summary_pb2 import Summary
 
+    for callback in trainer.callbacks:
+        compute_pending = getattr(callback, "compute_pending", None)
+        if compute_pending is not None:
+            compute_pending(trainer)
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             writer = logger.experiment
@@ -78,7 +130,6 @@ def flush_scalars(trainer: "pl.Trainer") -> None:
             for step in sorted(pending):
                 _file_writer(writer).add_summary(Summary(value=pending[step]), step)
             pending.clear()
-            writer._rnn_lab_flushed = time.monotonic()
 
 
 def write_image(writer, tag: str, image, step: int) -> None:
@@ -99,20 +150,22 @@ def write_image(writer, tag: str, image, step: int) -> None:
     _file_writer(writer).add_summary(Summary(value=[Summary.Value(tag=tag, image=encoded)]), step)
 
 
-def write_histogram(writer, tag: str, values: np.ndarray, step: int, bins: int = 64) -> None:
-    """A TensorBoard histogram of ``values`` in ``bins`` equal buckets. Built here rather than with
-    ``add_histogram``, whose float64 ``dot`` goes through the BLAS thread pool and takes ~8 ms on a busy
-    machine for 20k values."""
+def write_histogram(writer, tag: str, values: Tensor, step: int, bins: int = 64) -> None:
+    """A TensorBoard histogram of ``values`` in ``bins`` equal buckets, computed where the values are (one copy of
+    the counts to the host). Built here rather than with ``add_histogram``, which copies every value to numpy and
+    whose float64 ``dot`` goes through the BLAS thread pool (~8 ms on a busy machine for 20k values)."""
     from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
 
-    values = np.asarray(values, dtype=np.float64).ravel()
-    values = values[np.isfinite(values)]
-    if values.size == 0:
+    values = values.detach().float().flatten()
+    values = values[torch.isfinite(values)]
+    if values.numel() == 0:
         return
-    counts, edges = np.histogram(values, bins=bins)
-    histogram = HistogramProto(min=float(values.min()), max=float(values.max()), num=float(values.size),
-                               sum=float(values.sum()), sum_squares=float(np.sum(values * values)),
-                               bucket_limit=edges[1:].tolist(), bucket=counts.astype(np.float64).tolist())
+    low, high, total, squares = torch.stack([*torch.aminmax(values), values.sum(), values.square().sum()]).tolist()
+    lower, upper = (low, high) if high > low else (low - 0.5, high + 0.5)  # numpy's range for a single value
+    counts = torch.histc(values, bins, lower, upper).tolist()
+    edges = np.linspace(lower, upper, bins + 1)[1:].tolist()
+    histogram = HistogramProto(min=low, max=high, num=float(values.numel()), sum=total, sum_squares=squares,
+                               bucket_limit=edges, bucket=counts)
     _file_writer(writer).add_summary(Summary(value=[Summary.Value(tag=tag, histo=histogram)]), step)
 
 
@@ -162,7 +215,8 @@ class TraceArmingCallback(pl.Callback):
     sets ``pl_module.trace_requested`` and marks itself armed; the subclass reads the trace after backward when
     ``disarm(trainer)`` is True, and the trace is dropped when the batch ends.
 
-    A subclass sets ``every_n_steps`` and calls ``super().__init__()``.
+    A subclass sets ``every_n_steps``, calls ``super().__init__()``, and adds what it reads from a step to
+    ``self._pending``, which is finished (``compute_pending``) when ``flush_scalars`` runs.
     """
 
     every_n_steps: int
@@ -171,6 +225,7 @@ class TraceArmingCallback(pl.Callback):
         self._armed = False
         self._last_step: Optional[int] = None
         self._unsupported_warned = False
+        self._pending = PendingSteps()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         if not due(trainer, self.every_n_steps, self._last_step):
@@ -195,3 +250,5 @@ class TraceArmingCallback(pl.Callback):
             pl_module.trace_requested = False
             pl_module.last_trace = None
         self._armed = False
+        if self._pending.full():
+            flush_scalars(trainer)

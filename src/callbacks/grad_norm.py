@@ -12,8 +12,8 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from src.callbacks.common import (add_layout, check_every_n_steps, due, flush_scalars, log_scalars, run_dir,
-                                  tensorboard_writer)
+from src.callbacks.common import (PendingSteps, add_layout, check_every_n_steps, due, flush_scalars, log_scalars,
+                                  run_dir, tensorboard_writer)
 from src.errors import UserInputError
 
 
@@ -27,27 +27,46 @@ def layer_grad_norms(module_or_parameters: Union[nn.Module, Sequence[tuple[str, 
 
     The same per-tensor norms as Lightning's ``grad_norm`` (tested against it), which the callback used first;
     but that walks the whole module tree (torchmetrics metrics too) and builds its dict on every call, 0.25 ms a
-    step on the default run's small model, so the callback passes the ``(name, parameter)`` list it took once
-    and all norms come to the host in one copy.
+    step on the default run's small model, so the callback passes the ``(name, parameter)`` list it took once.
     """
     named = module_or_parameters.named_parameters() if isinstance(module_or_parameters, nn.Module) else module_or_parameters
-    with_grad = [(name, p.grad) for name, p in named if p.grad is not None]
-    if not with_grad:
+    measured = tensor_grad_norms(named, norm_type)
+    if measured is None:
         return {}
-    values = torch.stack([torch.linalg.vector_norm(g.detach().float(), norm_type) for _, g in with_grad]).tolist()
+    names, norms = measured
+    return group_norms(names, norms.tolist(), norm_type, per_tensor)
+
+
+def tensor_grad_norms(named_parameters, norm_type: float = 2.0) -> Optional[tuple[tuple[str, ...], Tensor]]:
+    """The names of the parameters that have a gradient and ``[P]`` float32 p-norms of their gradients, on their
+    device (no sync); None if none has one."""
+    with_grad = [(name, p.grad) for name, p in named_parameters if p.grad is not None]
+    if not with_grad:
+        return None
+    norms = torch.stack([torch.linalg.vector_norm(g.detach(), norm_type, dtype=torch.float32) for _, g in with_grad])
+    return tuple(name for name, _ in with_grad), norms
+
+
+def group_norms(names: Sequence[str], norms: Sequence[float], norm_type: float = 2.0,
+                per_tensor: bool = False) -> dict[str, float]:
+    """Per-tensor norms -> ``{"<layer>" (or "<tensor>" if ``per_tensor``): ..., "total": ...}``."""
     groups: dict[str, list[float]] = {}
-    for (name, _), value in zip(with_grad, values):
+    for name, value in zip(names, norms):
         groups.setdefault(name if per_tensor else name.rpartition(".")[0] or name, []).append(value)
-    norms = {layer: _combine(layer_values, norm_type) for layer, layer_values in groups.items()}
-    norms["total"] = _combine(values, norm_type)
-    return norms
+    result = {layer: _combine(layer_values, norm_type) for layer, layer_values in groups.items()}
+    result["total"] = _combine(list(norms), norm_type)
+    return result
 
 
 def _combine(norms: list[float], norm_type: float) -> float:
-    """The p-norm of a concatenation from the p-norms of its parts."""
-    if math.isinf(norm_type):
-        return max(norms)
-    return float(np.sum(np.power(np.asarray(norms, dtype=np.float64), norm_type)) ** (1.0 / norm_type))
+    """The p-norm of a concatenation from the p-norms of its parts: a few floats, so plain Python (numpy's call
+    overhead was most of it), scaled by the largest part so that an exploding norm does not overflow."""
+    if any(math.isnan(value) for value in norms):
+        return math.nan
+    largest = max(norms)
+    if math.isinf(norm_type) or largest == 0.0 or math.isinf(largest):
+        return largest
+    return largest * math.fsum((value / largest) ** norm_type for value in norms) ** (1.0 / norm_type)
 
 
 class GradientNormMonitor(Callback):
@@ -55,7 +74,9 @@ class GradientNormMonitor(Callback):
     ``on_before_optimizer_step``: after backward (and AMP unscaling), before gradient clipping. Warns once per
     kind (one console line) when the total falls below ``vanishing_threshold`` or rises above
     ``exploding_threshold``, counts such steps, and writes the counts as text ``gradnorm/warnings`` at the end.
-    Works with any LightningModule (no monitoring contract needed).
+    Works with any LightningModule (no monitoring contract needed). The norms are taken on the step and copied to
+    the host with the other pending steps' (``PendingSteps``): scalars and warnings come at the epoch end, after
+    64 logged steps or 10 s, whichever is first, and before an exception that stops training propagates.
 
     Args:
         every_n_steps: log (and check the thresholds) on optimizer steps 0, n, 2n, ...
@@ -80,6 +101,7 @@ class GradientNormMonitor(Callback):
         self.flagged = {"vanishing": 0, "exploding": 0}  # logged steps past each threshold
         self._last_step: Optional[int] = None
         self._parameters: list[tuple[str, Tensor]] = []
+        self._pending = PendingSteps()  # (step, epoch, names, norms [P]) of logged steps not computed yet
 
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         self._parameters = list(pl_module.named_parameters())  # those without a gradient are skipped per step
@@ -92,12 +114,32 @@ class GradientNormMonitor(Callback):
         if not due(trainer, self.every_n_steps, self._last_step):
             return
         self._last_step = trainer.global_step
-        norms = layer_grad_norms(self._parameters or pl_module, self.norm_type, self.per_tensor)
-        if not norms:
+        measured = tensor_grad_norms(self._parameters or pl_module.named_parameters(), self.norm_type)
+        if measured is None:
             return
-        self.records.append({"step": trainer.global_step, "epoch": trainer.current_epoch, "norms": norms})
-        log_scalars(trainer, {f"gradnorm/{k}": v for k, v in norms.items()}, trainer.global_step)
-        total = norms["total"]
+        self._pending.add((trainer.global_step, trainer.current_epoch, *measured))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if self._pending.full():  # see PendingSteps: only once every callback has added the step
+            flush_scalars(trainer)
+
+    def compute_pending(self, trainer: "pl.Trainer") -> None:
+        """The held steps' per-tensor norms, copied to the host at once -> layer norms, records, scalars, and the
+        threshold checks (so a warning comes when the step is computed: at the latest at the epoch end or
+        ``FLUSH_SECONDS`` after it, and before a crash's exception propagates)."""
+        pending = self._pending.take()
+        if not pending:
+            return
+        values = torch.cat([norms for *_, norms in pending]).tolist()
+        offset = 0
+        for step, epoch, names, _ in pending:
+            norms = group_norms(names, values[offset:offset + len(names)], self.norm_type, self.per_tensor)
+            offset += len(names)
+            self.records.append({"step": step, "epoch": epoch, "norms": norms})
+            log_scalars(trainer, {f"gradnorm/{k}": v for k, v in norms.items()}, step)
+            self._check(norms["total"], step)
+
+    def _check(self, total: float, step: int) -> None:
         kind = ("vanishing" if total < self.vanishing_threshold
                 else "exploding" if total > self.exploding_threshold else None)
         if kind is not None:
@@ -105,7 +147,7 @@ class GradientNormMonitor(Callback):
             if self.flagged[kind] == 1:  # one console line per kind and run, not one per step
                 bound = self.vanishing_threshold if kind == "vanishing" else self.exploding_threshold
                 rank_zero_warn(f"GradientNormMonitor: {kind} gradients: total norm {total:.3g} at step "
-                               f"{trainer.global_step} is {'below' if kind == 'vanishing' else 'above'} {bound:g}; "
+                               f"{step} is {'below' if kind == 'vanishing' else 'above'} {bound:g}; "
                                "later such steps are counted in TensorBoard text gradnorm/warnings")
 
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:

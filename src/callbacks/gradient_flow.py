@@ -17,8 +17,8 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
 from src.callbacks.charts import LogCurveChart, heatmap
-from src.callbacks.common import (TraceArmingCallback, add_layout, check_every_n_steps, flush_scalars, log_scalars,
-                                  run_dir, tensorboard_writer, write_image)
+from src.callbacks.common import (TraceArmingCallback, add_layout, check_every_n_steps, flush_scalars,
+                                  log_scalars, pad_stack, run_dir, tensorboard_writer, write_image)
 from src.errors import UserInputError
 from src.monitoring import RecurrentTrace
 
@@ -26,64 +26,48 @@ ALIGNMENTS = ("end", "start")
 
 
 # -- definitions ----------------------------------------------------------------------------------------------
-def timestep_grad_norms(grad: Tensor, mask: Tensor, alignment: str = "end") -> Tensor:
-    """Mean over the batch of the L2 norm of the input gradient at each time step, valid positions only.
+def timestep_grad_norms(grad: Tensor, mask: Tensor) -> dict[str, np.ndarray]:
+    """Mean over the batch of the L2 norm of the input gradient at each time step, valid positions only, in both
+    alignments.
 
     grad: ``[B, T, D]`` dLoss/dx. mask: ``[B, T]`` bool, True at valid positions.
-    alignment: ``start`` -- index t is position t of every sequence; ``end`` -- sequences are right-aligned
-        on their last valid token: index ``T-1`` is each sequence's last valid token, ``T-1-k`` the token k
-        steps before it. This is the axis along which vanishing shows for variable-length text: the loss
-        is read at (or pooled up to) the end, so "how far back" is distance from the end, not from the start.
-    Returns ``[T]`` float32; NaN at an index no sequence reaches. Computed in float32 whatever the gradient's
-    dtype (bf16/fp16 gradients would round small norms to zero).
+    Returns ``{"start": [T], "end": [T]}`` float32 numpy:
+    ``start`` -- index t is position t of every sequence;
+    ``end`` -- sequences are right-aligned on their last valid token: index ``T-1`` is each sequence's last valid
+        token, ``T-1-k`` the token k steps before it. This is the axis along which vanishing shows for
+        variable-length text: the loss is read at (or pooled up to) the end, so "how far back" is distance from
+        the end, not from the start.
+    NaN at an index no sequence reaches.
     """
-    if alignment not in ALIGNMENTS:
-        raise UserInputError(f"alignment={alignment!r} is not one of {list(ALIGNMENTS)}")
-    return aligned_mean(grad.detach().float().norm(dim=-1), mask, alignment)
+    return aligned_means(position_norms(grad).cpu().numpy(), mask.cpu().numpy())
 
 
-def aligned_mean(values: Tensor, mask: Tensor, alignment: str = "end") -> Tensor:
-    """``[B, T]`` per-position values -> ``[T]`` mean over the sequences valid there, in the given alignment
-    (see ``timestep_grad_norms``); NaN where none is."""
-    batch, steps = values.shape
-    mask = mask.to(values.device).bool()
-    positions = torch.arange(steps, device=values.device).expand(batch, steps)  # [B, T]
-    if alignment == "end":
-        # Shift each row so its last valid position lands on T-1 (works for left padding too).
-        last = torch.where(mask, positions, torch.zeros_like(positions)).amax(dim=1)  # [B]
-        positions = positions + (steps - 1 - last)[:, None]
-    index = positions[mask]
-    total = torch.zeros(steps, device=values.device).index_add_(0, index, values[mask].float())
-    count = torch.zeros(steps, device=values.device).index_add_(0, index, torch.ones_like(index, dtype=torch.float32))
-    return total / count  # 0 / 0 = NaN where no sequence is valid
+def position_norms(grad: Tensor) -> Tensor:
+    """``[B, T, D]`` -> ``[B, T]`` L2 norms, in float32 whatever the gradient's dtype (bf16/fp16 would round small
+    norms to zero), on the gradient's device."""
+    return torch.linalg.vector_norm(grad.detach(), dim=-1, dtype=torch.float32)
 
 
-def trace_grad_norms(trace: RecurrentTrace, scale: float = 1.0) -> Optional[dict[str, np.ndarray]]:
-    """``{"start": [T], "end": [T]}`` per-timestep input-gradient norms of a trace whose backward has run;
-    ``scale`` divides out an AMP loss scale. None when the input has no gradient (the step was not traced,
-    or the loss did not depend on it)."""
-    grad = trace.inputs.grad
-    if grad is None:
-        return None
-    norms = torch.linalg.vector_norm(grad.detach().float(), dim=-1)  # [B, T], float32 whatever the precision
-    if scale != 1.0:
-        norms = norms / scale
-    batch, steps = norms.shape
-    valid = trace.mask.to(norms.device).float()  # [B, T]
-    positions = torch.arange(steps, device=norms.device)
-    last = (valid * positions).amax(dim=1, keepdim=True).long()  # [B, 1] each row's last valid position
-    # Right-aligned on the end: index j reads position j + last + 1 - T (mod T); the wrapped-around indices read
-    # positions after the last valid one, which are padding and carry zero weight.
-    source = ((positions + last + 1) % steps).expand(2, batch, steps)
-    weighted = torch.stack([norms * valid, valid])  # [2 (sum, count), B, T]
-    sums = torch.stack([weighted.sum(1), weighted.gather(2, source).sum(1)], dim=1)  # [2, 2 (start, end), T]
-    both = (sums[0] / sums[1]).cpu().numpy()  # 0 / 0 = NaN where no sequence is valid; one copy to the host
-    return {"start": both[0], "end": both[1]}
+def aligned_means(values: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    """``[..., B, T]`` per-position values and valid mask -> ``{"start": [..., T], "end": [..., T]}`` means over
+    the sequences valid at each index of that alignment (see ``timestep_grad_norms``); NaN where none is."""
+    mask = mask.astype(bool, copy=False)
+    steps = mask.shape[-1]
+    weighted = np.where(mask, values, np.float32(0.0))  # padding may hold anything, NaN included
+    counts = mask.astype(np.float32)
+    # Right-aligned on the end: index j reads position j + last + 1 - T (mod T), ``last`` being the row's last valid
+    # position (works for left padding too); the wrapped-around indices read padding, which carries zero weight.
+    last = steps - 1 - np.argmax(mask[..., ::-1], axis=-1)  # [..., B]
+    source = (np.arange(steps) + last[..., None] + 1) % steps  # [..., B, T]
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0 / 0 = NaN where no sequence is valid
+        start = weighted.sum(-2) / counts.sum(-2)
+        end = np.take_along_axis(weighted, source, -1).sum(-2) / np.take_along_axis(counts, source, -1).sum(-2)
+    return {"start": start.astype(np.float32, copy=False), "end": end.astype(np.float32, copy=False)}
 
 
 def valid_span(curve) -> np.ndarray:
-    """The curve without its leading and trailing NaN (indices no sequence reached), as float64 numpy."""
-    c = np.asarray(curve.detach().cpu() if isinstance(curve, Tensor) else curve, dtype=np.float64)
+    """The curve without its leading and trailing NaN (indices no sequence reached), as numpy."""
+    c = np.asarray(curve.detach().cpu() if isinstance(curve, Tensor) else curve)
     finite = np.flatnonzero(~np.isnan(c))
     return c[finite[0]:finite[-1] + 1] if finite.size else c[:0]
 
@@ -94,11 +78,14 @@ def early_late_ratio(curve, early: float = 0.1, late: float = 0.9) -> float:
     Below 1: the gradient reaching early steps is smaller than at late ones (vanishing; < 0.01 is severe);
     above 1: it grows going back in time (exploding). NaN for curves shorter than 2 or a zero late norm.
     """
-    c = valid_span(curve)
+    return _early_late_ratio(valid_span(curve), early, late)
+
+
+def _early_late_ratio(c: np.ndarray, early: float = 0.1, late: float = 0.9) -> float:
     if c.size < 2:
         return float("nan")
     i, j = round(early * (c.size - 1)), round(late * (c.size - 1))
-    return float(c[i] / c[j]) if c[j] > 0 else float("nan")
+    return float(c[i]) / float(c[j]) if c[j] > 0 else float("nan")
 
 
 def gradient_horizon(curve, threshold: float = 1e-3) -> int:
@@ -111,7 +98,10 @@ def gradient_horizon(curve, threshold: float = 1e-3) -> int:
     than stopping at the first dip, keeps an exploding curve (small at the end, huge at the start) from
     reading as a horizon of 0.
     """
-    c = valid_span(curve)
+    return _gradient_horizon(valid_span(curve), threshold)
+
+
+def _gradient_horizon(c: np.ndarray, threshold: float) -> int:
     peak = np.nanmax(c) if c.size else 0.0
     if not peak > 0:
         return 0
@@ -125,7 +115,7 @@ def summarize(curve, horizon_threshold: float = 1e-3) -> dict[str, float]:
     if c.size == 0:
         return {}
     return {"first": float(c[0]), "middle": float(c[c.size // 2]), "last": float(c[-1]),
-            "early_late_ratio": early_late_ratio(c), "horizon": float(gradient_horizon(c, horizon_threshold))}
+            "early_late_ratio": _early_late_ratio(c), "horizon": float(_gradient_horizon(c, horizon_threshold))}
 
 
 def stack_curves(curves: list[np.ndarray], right_aligned: bool) -> np.ndarray:
@@ -173,6 +163,7 @@ class GradientFlowMonitor(TraceArmingCallback):
         self.records: list[dict] = []  # per logged step: step, epoch, norms_start, norms_end (numpy [T])
         self.first_epoch_curve: Optional[np.ndarray] = None
         self._chart: Optional[LogCurveChart] = None  # made at the first image, its frame kept across epochs
+        # self._pending (see TraceArmingCallback): (step, epoch, norms [B, T], mask, loss scale) per held step
         self._no_grad_warned = False
 
     # Lightning hooks ------------------------------------------------------------------------------------------
@@ -189,18 +180,30 @@ class GradientFlowMonitor(TraceArmingCallback):
         if not self.disarm(trainer):
             return
         trace: Optional[RecurrentTrace] = getattr(pl_module, "last_trace", None)
-        curves = trace_grad_norms(trace, _loss_scale(trainer)) if trace is not None else None
-        if curves is None:
+        if trace is None or trace.inputs.grad is None:
             if not self._no_grad_warned:
                 rank_zero_warn(f"GradientFlowMonitor: {type(pl_module).__name__}.last_trace has no input gradient "
                                "after backward; set last_trace in training_step when trace_requested is True")
                 self._no_grad_warned = True
             return
-        record = {"step": trainer.global_step, "epoch": trainer.current_epoch,
-                  **{f"norms_{a}": valid_span(c).astype(np.float32) for a, c in curves.items()}}
-        self.records.append(record)
-        scalars = summarize(self._curve(record), self.horizon_threshold)
-        log_scalars(trainer, {f"gradflow/{k}": v for k, v in scalars.items()}, trainer.global_step)
+        # The [B, T] norms now (the gradient is freed after the step); aligned with the other pending steps.
+        self._pending.add((trainer.global_step, trainer.current_epoch, position_norms(trace.inputs.grad), trace.mask,
+                           _loss_scale(trainer)))
+
+    def compute_pending(self, trainer: "pl.Trainer") -> None:
+        """Both alignments of the held steps' norms at once (one copy to the host) -> records and scalars."""
+        pending = self._pending.take()
+        if not pending:
+            return
+        norms = pad_stack([norms for _, _, norms, _, _ in pending])  # [K, B, T]
+        masks = pad_stack([mask.to(norms.device) for _, _, _, mask, _ in pending], torch.bool)
+        curves = aligned_means(norms.cpu().numpy(), masks.cpu().numpy())  # alignment -> [K, T]
+        for row, (step, epoch, _, _, scale) in enumerate(pending):
+            record = {"step": step, "epoch": epoch,
+                      **{f"norms_{a}": valid_span(c[row] / np.float32(scale)) for a, c in curves.items()}}
+            self.records.append(record)
+            scalars = summarize(self._curve(record), self.horizon_threshold)
+            log_scalars(trainer, {f"gradflow/{k}": v for k, v in scalars.items()}, step)
 
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         if not trainer.is_global_zero:
