@@ -140,7 +140,7 @@ class GradientFlowMonitor(TraceArmingCallback):
 
     Args:
         every_n_steps: log on optimizer steps 0, n, 2n, ...; other steps cost one modulo. 25 gives ~17 points
-            over the default 8-epoch reviews run; a logged step costs the three callbacks ~0.45 ms on the CPU box,
+            over the default 8-epoch reviews run; a logged step costs the three callbacks ~0.33 ms on the CPU box,
             the per-epoch pictures ~3 ms (docs/benchmarks.md, bench/callback_overhead.py).
         alignment: ``end`` (default: distance from each sequence's last valid token, where vanishing in
             variable-length text shows) or ``start`` (position from the start) for the scalars and images;

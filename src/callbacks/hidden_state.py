@@ -92,7 +92,7 @@ class HiddenStateMonitor(TraceArmingCallback):
         histograms: log the per-epoch histograms.
         example_image: log, at the end of each validation, the image of the first sequence of the first validation
             batch (seen at the sanity check or the first validation; the same sequence every epoch, in eval mode).
-        max_histogram_values: random subsample of the values put in a histogram (keeps event files small).
+        max_histogram_values: random subsample of the values put in a histogram (bounds its work on long batches).
         save_arrays: write ``hidden_state.npz`` at the end of training (also when it stops on an exception).
     """
 
