@@ -6,7 +6,8 @@
 Measures, on CPU with the same thread count for every backend:
 - latency at batch 1 (p50 / p95 over ``--latency_reviews`` single reviews, each backend in turn per review),
 - throughput at batch 256 (reviews/s over the whole validation split, batched by length as ``predict_texts``
-  does; the median of ``--repeats`` passes, backends interleaved so that load on the machine hits all alike),
+  does; the median of ``--repeats`` passes, the backends taking turns on every batch so that load on the machine
+  hits all alike),
 - model file size, accuracy on the validation labels and agreement of predicted labels with fp32.
 Timings cover the model call on already-encoded batches (tokenization is the same code for every backend).
 The ratios printed at the end are measured in this run.
@@ -127,14 +128,20 @@ def main(argv=None) -> dict:
     # Throughput at batch 256: whole passes, backends interleaved, the median pass per backend.
     for name, run in runners.items():  # warm-up: allocations, ORT's first-run planning
         run(batches[-1][1].tokens, batches[-1][1].lengths)
+    # Interleaved per batch (each backend runs the batch in turn, the order rotating): on a shared machine load
+    # comes in regimes of seconds, which whole passes per backend (~1 s each) caught unevenly.
+    names = list(runners)
     passes = {name: [] for name in runners}
     for repeat in range(args.repeats):
-        names = list(runners)[repeat % len(runners):] + list(runners)[:repeat % len(runners)]
-        for name in names:
-            start = time.perf_counter()
-            for _, batch in batches:
+        seconds = dict.fromkeys(names, 0.0)
+        for index, (_, batch) in enumerate(batches):
+            shift = (repeat + index) % len(names)
+            for name in names[shift:] + names[:shift]:
+                start = time.perf_counter()
                 runners[name](batch.tokens, batch.lengths)
-            passes[name].append(time.perf_counter() - start)
+                seconds[name] += time.perf_counter() - start
+        for name in names:
+            passes[name].append(seconds[name])
 
     # Latency at batch 1: the same reviews, each backend in turn per review.
     singles = [pad_collate([val[i]], module.hparams.pad_index) for i in range(min(args.latency_reviews, len(val)))]
