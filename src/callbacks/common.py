@@ -44,7 +44,6 @@ def run_dir(trainer: "pl.Trainer") -> Path:
 
 FLUSH_SECONDS = 10.0  # the longest a logged step's scalars wait (TensorBoard's own writer flushes every 120 s)
 MAX_PENDING_STEPS = 64  # logged steps whose statistics a callback holds to compute them together
-MAX_PENDING_BYTES = 64 * 2**20  # the tensors held for them, on their device
 
 
 class PendingSteps:
@@ -62,21 +61,19 @@ class PendingSteps:
 
     def __init__(self) -> None:
         self.items: list = []
-        self.nbytes = 0
         self._since = 0.0
 
-    def add(self, item, nbytes: int = 0) -> None:
+    def add(self, item) -> None:
         if not self.items:
             self._since = time.monotonic()
         self.items.append(item)
-        self.nbytes += nbytes
 
     def full(self) -> bool:
-        return bool(self.items) and (len(self.items) >= MAX_PENDING_STEPS or self.nbytes >= MAX_PENDING_BYTES
+        return bool(self.items) and (len(self.items) >= MAX_PENDING_STEPS
                                      or time.monotonic() - self._since > FLUSH_SECONDS)
 
     def take(self) -> list:
-        items, self.items, self.nbytes = self.items, [], 0
+        items, self.items = self.items, []
         return items
 
 
