@@ -139,8 +139,8 @@ class HiddenStateMonitor(TraceArmingCallback):
         values = iter(torch.cat([t.reshape(-1) for t in tensors]).tolist() if tensors else [])
         for step, epoch, sums, cells in pending:
             scalars = {}
-            for name in sums:
-                for stat, value in stats_from_sums([next(values) for _ in range(6)]).items():
+            for name, step_sums in sums.items():
+                for stat, value in stats_from_sums([next(values) for _ in range(step_sums.numel())]).items():
                     scalars[f"{name}/{stat}"] = value
             for name in cells:
                 scalars[f"{name}/cell_norm"] = next(values)
