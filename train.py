@@ -17,7 +17,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
 from src.checkpoints import read_checkpoint
-from src.errors import UserInputError
+from src.errors import exit_on_user_error
 
 # Values only the data knows reach the model at instantiation. A link whose target the chosen model lacks
 # is skipped, so one table serves every model.
@@ -50,7 +50,7 @@ def check_ckpt_arg(argv: list[str]) -> None:
 
 
 def cli_main(args=None) -> RNNLabCLI | None:
-    try:
+    with exit_on_user_error(FloatingPointError):
         check_ckpt_arg(sys.argv[1:] if args is None else [str(a) for a in args])
         return RNNLabCLI(
             pl.LightningModule,
@@ -60,9 +60,6 @@ def cli_main(args=None) -> RNNLabCLI | None:
             save_config_kwargs={"overwrite": True},
             args=args,
         )
-    except (UserInputError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ import pytorch_lightning as pl  # noqa: E402
 from data_modules.batching import EncodedTexts, SortedBatchSampler, pad_collate  # noqa: E402
 from data_modules.imdb import IMDBDataModule  # noqa: E402
 from src.classifier import TextClassifier  # noqa: E402
-from src.errors import UserInputError  # noqa: E402
+from src.errors import UserInputError, exit_on_user_error  # noqa: E402
 
 # --quick: the CPU size (a 2k-review training pool, max_len 200, one epoch).
 # One thread in quick mode: the CPU box is shared, and two OpenMP threads per process on two busy cores
@@ -191,11 +191,8 @@ def accuracy(predict: Callable[[Tensor, Tensor], Tensor], data: EncodedTexts, de
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    try:
+    with exit_on_user_error():
         run(argv)
-    except UserInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def run(argv: Optional[list[str]] = None) -> None:

@@ -32,7 +32,7 @@ import pytorch_lightning as pl  # noqa: E402
 from data_modules.imdb import IMDBDataModule  # noqa: E402
 from imdb_throughput import EpochTimer, load_config, synchronize  # noqa: E402
 from src.classifier import TextClassifier  # noqa: E402
-from src.errors import UserInputError  # noqa: E402
+from src.errors import exit_on_user_error  # noqa: E402
 
 
 def build_model(datamodule: IMDBDataModule, settings: dict, seed: int) -> TextClassifier:
@@ -78,11 +78,8 @@ def lightning_epochs(model: TextClassifier, datamodule: IMDBDataModule, epochs: 
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    try:
+    with exit_on_user_error():
         run(argv)
-    except UserInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def run(argv: Optional[list[str]] = None) -> None:

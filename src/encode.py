@@ -14,7 +14,6 @@ checkpoint stores (the training poems' words). Poems with no known word are skip
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -24,7 +23,7 @@ import torch
 
 from data_modules.glove import cached_glove, check_glove_path
 from data_modules.poetry import Poem, PoemSequences, corpus_from_poems, read_poems, resolve_recorded_path
-from src.errors import UserInputError
+from src.errors import UserInputError, exit_on_user_error
 
 
 def glove_lookup(model, glove_path: Optional[str], cache_dir: Optional[str]):
@@ -115,12 +114,9 @@ def main(argv=None) -> None:
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--no_projector", action="store_true", help="skip the TensorBoard projector files")
     args = parser.parse_args(argv)
-    try:
+    with exit_on_user_error():
         report = encode_file(args.ckpt_path, args.input, args.output, args.glove_path, args.batch_size,
                              not args.no_projector)
-    except UserInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
     skipped = report["no_known_words"]
     print(f"wrote {report['encoded']} latent vectors ({report['dim']}-d) to {args.output}/latents.npy with "
           f"metadata.tsv; words from {report['source']} (coverage {100 * report['coverage']:.1f}%)"

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from data_modules.batching import pad_collate
 from data_modules.text import tokenize
-from src.errors import UserInputError
+from src.errors import UserInputError, exit_on_user_error
 
 DEFAULT_STEPS = 50  # Riemann steps of the IG path integral; Captum's default, delta ~1e-3 on our models
 
@@ -214,7 +214,7 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="Integrated Gradients steps")
     parser.add_argument("--top", type=int, default=10, help="how many tokens to print")
     args = parser.parse_args(argv)
-    try:
+    with exit_on_user_error():
         if args.steps < 1 or args.top < 1:
             raise UserInputError(f"--steps ({args.steps}) and --top ({args.top}) must be at least 1")
         from src.classifier import TextClassifier
@@ -226,9 +226,6 @@ def main(argv=None) -> None:
         out = Path(args.output).expanduser()
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(explanation.to_html(), encoding="utf-8")
-    except UserInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
     for note in notes:
         if "the model reads only the first" in str(note.message):
             print(f"note: {note.message}", file=sys.stderr)

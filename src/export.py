@@ -24,7 +24,6 @@ import argparse
 import copy
 import json
 import logging
-import sys
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -35,7 +34,7 @@ from torch import Tensor, nn
 
 from data_modules import text as text_lib
 from data_modules.batching import pad_collate
-from src.errors import UserInputError
+from src.errors import UserInputError, exit_on_user_error
 from src.models.classifier import RNNClassifier
 from src.models.recurrent import RecurrentOutput, reverse_index
 from src.monitoring import mask_from_lengths
@@ -366,11 +365,8 @@ def main(argv=None) -> None:
     parser.add_argument("--quantize", action="store_true",
                         help="also write model_int8.pt (PyTorch int8 dynamic) and model_int8.onnx (ONNX Runtime int8)")
     args = parser.parse_args(argv)
-    try:
+    with exit_on_user_error():
         written = export(args.ckpt_path, args.output, args.quantize)
-    except UserInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
     for key in ("onnx", "vocab", "int8", "int8_onnx"):
         if key in written:
             print(f"wrote {written[key]} ({written[key].stat().st_size / 1e6:.2f} MB)")

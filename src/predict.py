@@ -9,12 +9,11 @@ Writes a CSV with columns ``text,probability,label``: one row per input line, bl
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-from src.errors import UserInputError
+from src.errors import UserInputError, exit_on_user_error
 
 
 def read_lines(path: str) -> list[str]:
@@ -58,11 +57,8 @@ def main(argv=None) -> None:
     parser.add_argument("--output", required=True, help="CSV to write (text,probability,label)")
     parser.add_argument("--batch_size", type=int, default=256)
     args = parser.parse_args(argv)
-    try:
+    with exit_on_user_error():
         frame = predict_file(args.ckpt_path, args.input, args.output, args.batch_size)
-    except UserInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
     print(f"wrote {len(frame)} predictions to {args.output}")
 
 

@@ -12,7 +12,7 @@ import argparse
 import sys
 import warnings
 
-from src.errors import UserInputError
+from src.errors import UserInputError, exit_on_user_error
 
 
 def sample(ckpt_path: str, prime: str, length: int, temperature: float, top_k=None, seed=None,
@@ -36,16 +36,13 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=None, help="same seed, same text")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
-    try:
+    with exit_on_user_error():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             text = sample(args.ckpt_path, args.prime, args.length, args.temperature, args.top_k, args.seed, args.device)
         for w in caught:
             if issubclass(w.category, UserWarning) and "vocabulary lacks" in str(w.message):
                 print(f"warning: {w.message}", file=sys.stderr)
-    except UserInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
     print(text)
 
 

@@ -23,7 +23,6 @@ import json
 import math
 import os
 import platform
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from src.errors import UserInputError
+from src.errors import UserInputError, exit_on_user_error
 
 ROOT = Path(__file__).resolve().parents[2]
 IMDB_DEFAULT = ROOT.parent / "shared" / "data" / "imdb" / "train.parquet"
@@ -80,12 +79,10 @@ def main(run: Callable[[argparse.Namespace], Path], name: str, description: str,
     """Parse, run, print where the report is; a UserInputError becomes ``error: ...`` and exit status 2."""
     threads = torch.get_num_threads()
     try:
-        args = parse_args(name, description, argv, imdb)
-        torch.set_num_threads(args.threads)
-        report = run(args)
-    except (UserInputError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+        with exit_on_user_error(FloatingPointError):
+            args = parse_args(name, description, argv, imdb)
+            torch.set_num_threads(args.threads)
+            report = run(args)
     finally:
         torch.set_num_threads(threads)  # a caller in the same process (a test) keeps its own setting
     print(f"wrote {report}")
