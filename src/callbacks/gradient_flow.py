@@ -196,8 +196,8 @@ class GradientFlowMonitor(TraceArmingCallback):
         if not pending:
             return
         norms = pad_stack([norms for _, _, norms, _, _ in pending])  # [K, B, T]
-        masks = pad_stack([mask.to(norms.device) for _, _, _, mask, _ in pending], torch.bool)
-        curves = aligned_means(norms.cpu().numpy(), masks.cpu().numpy())  # alignment -> [K, T]
+        masks = pad_stack([mask.cpu() for _, _, _, mask, _ in pending], torch.bool)  # aligned on the host
+        curves = aligned_means(norms.cpu().numpy(), masks.numpy())  # alignment -> [K, T]
         for row, (step, epoch, _, _, scale) in enumerate(pending):
             record = {"step": step, "epoch": epoch,
                       **{f"norms_{a}": valid_span(c[row] / np.float32(scale)) for a, c in curves.items()}}
