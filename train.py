@@ -10,14 +10,13 @@ Runs go to ``<default_root_dir>/lightning_logs/version_N/`` (TensorBoard events,
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
-from src.checkpoints import read_checkpoint
-from src.errors import exit_on_user_error
+from src.utils.checkpoint_file import read_checkpoint
+from src.utils.errors import exit_on_user_error
 
 # Values only the data knows reach the model at instantiation. A link whose target the chosen model lacks
 # is skipped, so one table serves every model.
@@ -63,5 +62,4 @@ def cli_main(args=None) -> RNNLabCLI | None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     cli_main()

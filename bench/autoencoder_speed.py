@@ -32,8 +32,8 @@ from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_modules.poetry import PoetryEmbeddingsDataModule  # noqa: E402
-from src.autoencoder import ReconstructionScores, curriculum_at, masked_mse  # noqa: E402
-from src.models.autoencoder import RNNAutoencoder  # noqa: E402
+from src.lightning_modules.curriculum_autoencoder import ReconstructionScores, curriculum_at, masked_mse  # noqa: E402
+from src.models.rnn_autoencoder import RNNAutoencoder  # noqa: E402
 
 CURRICULUM = [[20, 15], [35, 20], [50, 15]]
 

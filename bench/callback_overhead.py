@@ -41,7 +41,7 @@ from pytorch_lightning.loggers import TensorBoardLogger  # noqa: E402
 
 from data_modules.reviews import ReviewsDataModule  # noqa: E402
 from src.callbacks import GradientFlowMonitor, GradientNormMonitor, HiddenStateMonitor  # noqa: E402
-from src.classifier import TextClassifier  # noqa: E402
+from src.lightning_modules.text_classifier import TextClassifier  # noqa: E402
 
 HOOKS = ("on_train_batch_start", "on_after_backward", "on_before_optimizer_step", "on_train_batch_end",
          "on_train_epoch_end", "on_validation_batch_start", "on_validation_epoch_end")
@@ -96,7 +96,7 @@ class AlternateEpochs(pl.Callback):
             for callback in self.callbacks:
                 getattr(callback, name)(trainer, *args, **kwargs)
 
-    def compute_pending(self, trainer) -> None:  # src/callbacks/common.py flush_scalars looks for it
+    def compute_pending(self, trainer) -> None:  # src/callbacks/tensorboard_output.py flush_scalars looks for it
         for callback in self.callbacks:
             callback.compute_pending(trainer)
 

@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_modules.char_text import CharTextDataModule  # noqa: E402
-from src.models.char_lm import CharRNN, bits_per_char  # noqa: E402
+from src.models.char_rnn import CharRNN, bits_per_char  # noqa: E402
 
 
 def sync(device: torch.device) -> None:

@@ -41,8 +41,8 @@ import pytorch_lightning as pl  # noqa: E402
 
 from data_modules.batching import EncodedTexts, SortedBatchSampler, pad_collate  # noqa: E402
 from data_modules.imdb import IMDBDataModule  # noqa: E402
-from src.classifier import TextClassifier  # noqa: E402
-from src.errors import UserInputError, exit_on_user_error  # noqa: E402
+from src.lightning_modules.text_classifier import TextClassifier  # noqa: E402
+from src.utils.errors import UserInputError, exit_on_user_error  # noqa: E402
 
 # --quick: the CPU size (a 2k-review training pool, max_len 200, one epoch).
 # One thread in quick mode: the CPU box is shared, and two OpenMP threads per process on two busy cores

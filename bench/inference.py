@@ -33,8 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from data_modules.batching import pad_collate  # noqa: E402
-from src.classifier import TextClassifier  # noqa: E402
-from src.export import INT8_FILE, INT8_ONNX_FILE, ONNX_FILE, export, load_int8, onnx_session  # noqa: E402
+from src.export import export  # noqa: E402
+from src.serving.int8 import INT8_FILE, INT8_ONNX_FILE, load_int8  # noqa: E402
+from src.serving.onnx_classifier import onnx_session  # noqa: E402
+from src.serving.onnx_export import ONNX_FILE  # noqa: E402
+from src.serving.pytorch_classifier import PyTorchClassifier  # noqa: E402
 
 TRAIN_ARGS = ["--model.embedding_dim", "64", "--model.hidden_size", "128", "--data.max_len", "256",
               "--data.batch_size", "64", "--trainer.max_epochs", "2"]
@@ -51,7 +54,7 @@ def train(source: str, workdir: Path) -> Path:
     return next(p for p in sorted((runs[-1] / "checkpoints").glob("*.ckpt")) if p.name != "last.ckpt")
 
 
-def validation_split(ckpt: Path, module: TextClassifier):
+def validation_split(ckpt: Path, module: PyTorchClassifier):
     """The run's own validation split, rebuilt from the config.yaml LightningCLI saved beside checkpoints/."""
     config = yaml.safe_load((ckpt.parent.parent / "config.yaml").read_text())["data"]
     module_name, _, class_name = config["class_path"].rpartition(".")
@@ -108,12 +111,12 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     workdir = Path(args.workdir)
     ckpt = Path(args.ckpt_path) if args.ckpt_path else train(args.source, workdir)
-    module = TextClassifier.from_checkpoint(ckpt).eval()
+    module = PyTorchClassifier.from_checkpoint(ckpt)
     val = validation_split(ckpt, module)
     export_dir = workdir / "export"
     written = export(str(ckpt), str(export_dir), quantize=True)
     runners = backends(module, export_dir, args.threads)
-    batches = length_batches(val, args.batch_size, module.hparams.pad_index)
+    batches = length_batches(val, args.batch_size, module.pad_index)
     labels = val.labels.astype(int)
 
     # Correctness on the whole validation split.
@@ -144,7 +147,7 @@ def main(argv=None) -> dict:
             passes[name].append(seconds[name])
 
     # Latency at batch 1: the same reviews, each backend in turn per review.
-    singles = [pad_collate([val[i]], module.hparams.pad_index) for i in range(min(args.latency_reviews, len(val)))]
+    singles = [pad_collate([val[i]], module.pad_index) for i in range(min(args.latency_reviews, len(val)))]
     latency = {name: [] for name in runners}
     for batch in singles:
         for name, run in runners.items():
@@ -157,7 +160,7 @@ def main(argv=None) -> dict:
              "ONNX Runtime int8 dynamic": written["int8_onnx"].stat().st_size}
     results = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s), "
                           f"torch {torch.__version__}", "checkpoint": str(ckpt), "reviews": len(val),
-               "mean_tokens": float(val.lengths.mean()), "hparams": {k: v for k, v in module.hparams.items()},
+               "mean_tokens": float(val.lengths.mean()), "hparams": dict(module.hyper_parameters),
                "checkpoint_bytes": ckpt.stat().st_size, "backends": {}}
     for name in runners:
         predicted = (logits[name] >= 0).astype(int)

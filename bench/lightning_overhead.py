@@ -28,11 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 import pytorch_lightning as pl  # noqa: E402
+from imdb_throughput import EpochTimer, load_config, synchronize  # noqa: E402
 
 from data_modules.imdb import IMDBDataModule  # noqa: E402
-from imdb_throughput import EpochTimer, load_config, synchronize  # noqa: E402
-from src.classifier import TextClassifier  # noqa: E402
-from src.errors import exit_on_user_error  # noqa: E402
+from src.lightning_modules.text_classifier import TextClassifier  # noqa: E402
+from src.utils.errors import exit_on_user_error  # noqa: E402
 
 
 def build_model(datamodule: IMDBDataModule, settings: dict, seed: int) -> TextClassifier:

@@ -14,8 +14,6 @@ parts, and the character vocabulary (plus ``<unk>``) is fitted on the training p
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 from pathlib import Path
 from typing import NamedTuple, Optional, Sequence
@@ -27,11 +25,11 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from src.errors import UserInputError
+from data_modules.text_files import JSON_LINES_SUFFIXES, json_lines, kind_of, read_text, text_field
+from src.utils.errors import UserInputError
 
 UNK = "<unk>"
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "data" / "poems" / "poems_default.jsonl.gz"
-JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
 # Documents (poems, files) are joined by a blank line: a boundary the model can learn, with no new character.
 DOCUMENT_SEPARATOR = "\n\n"
 
@@ -42,45 +40,7 @@ class CharBatch(NamedTuple):
 
 
 # -- reading ----------------------------------------------------------------------------------------------
-def decode_utf8(data: bytes, path: Path, note: str = "") -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UserInputError(f"{path} is not UTF-8: invalid byte 0x{data[e.start]:02x} at byte offset {e.start}{note}; "
-                             "re-save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
-
-
-def _read_bytes(path: Path) -> tuple[bytes, str]:
-    data = path.read_bytes()
-    if path.suffix.lower() != ".gz":
-        return data, ""
-    try:
-        return gzip.decompress(data), " (after gzip decompression)"
-    except (OSError, EOFError) as e:
-        raise UserInputError(f"{path} ends in .gz but cannot be decompressed ({e}); give the plain file") from None
-
-
-def _json_texts(text: str, path: Path, field: str) -> list[str]:
-    texts = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserInputError(f"line {number} of {path} is not valid JSON ({e.msg}); give one JSON object per "
-                                 "line, or a plain text file") from None
-        if not isinstance(row, dict) or field not in row:
-            fields = sorted(row) if isinstance(row, dict) else type(row).__name__
-            raise UserInputError(f"line {number} of {path} has no {field!r} field (it has {fields}); "
-                                 "set --data.text_field")
-        if not isinstance(row[field], str):
-            raise UserInputError(f"line {number} of {path}: {field!r} is a {type(row[field]).__name__}, not text")
-        texts.append(row[field])
-    return texts
-
-
-def read_corpus(path: Optional[str | os.PathLike] = None, text_field: str = "text") -> str:
+def read_corpus(path: Optional[str | os.PathLike] = None, field: str = "text") -> str:
     """A text file, a folder of ``.txt`` files or JSON lines -> one string (documents joined by a blank line)."""
     p = DEFAULT_PATH if path is None else Path(path).expanduser()
     if not p.exists():
@@ -90,12 +50,13 @@ def read_corpus(path: Optional[str | os.PathLike] = None, text_field: str = "tex
         files = sorted(f for f in p.rglob("*.txt") if f.is_file())
         if not files:
             raise UserInputError(f"folder {p} has no .txt files; give a folder of UTF-8 .txt files or one file")
-        texts = [decode_utf8(f.read_bytes(), f) for f in files]
+        texts = [read_text(f) for f in files]
     else:
-        data, note = _read_bytes(p)
-        text = decode_utf8(data, p, note)
-        stem = p.name[:-3] if p.name.lower().endswith(".gz") else p.name
-        texts = _json_texts(text, p, text_field) if stem.lower().endswith(JSON_SUFFIXES) else [text]
+        text = read_text(p)
+        if kind_of(p) in JSON_LINES_SUFFIXES:
+            texts = [text_field(row, field, number, p, "set --data.text_field") for number, row in json_lines(text, p)]
+        else:
+            texts = [text]
     corpus = DOCUMENT_SEPARATOR.join(t for t in texts if t)
     if not corpus.strip():
         raise UserInputError(f"{p} is empty: there is no text to learn from")

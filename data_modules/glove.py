@@ -21,7 +21,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from data_modules.cache import cache_path, file_identity, load_arrays, save_arrays
-from src.errors import UserInputError
+from src.utils.errors import UserInputError
 
 _MEMBER_DIM = re.compile(r"(\d+)d\.txt$")
 
@@ -110,19 +110,6 @@ def read_glove(path: str | os.PathLike, words: Optional[set[str]] = None,
         raise UserInputError(f"{p} holds no vectors")
     vectors = np.stack(rows) if rows else np.zeros((0, fields), dtype=np.float32)
     return kept_words, vectors
-
-
-def glove_dimension(path: str | os.PathLike, dim: Optional[int] = None) -> int:
-    """D of a GloVe file, from its first line."""
-    p = check_glove_path(path)
-    try:
-        with _open_lines(p, dim) as lines:
-            for line in lines:
-                if line.strip():
-                    return line.rstrip("\r\n ").count(" ")
-    except UnicodeDecodeError:
-        raise UserInputError(f"{p} is not UTF-8; GloVe files are UTF-8, re-download or re-save it") from None
-    raise UserInputError(f"{p} holds no vectors")
 
 
 def cached_glove(path: str | os.PathLike, words: set[str], dim: Optional[int] = None,

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from data_modules.cache import file_identity
-from data_modules.readers import normalize_labels, read_table
+from data_modules.review_files import normalize_labels, read_table
 from data_modules.text_classification import TextClassificationDataModule, stratified_split
-from src.errors import UserInputError
+from src.utils.errors import UserInputError
 
 HF_NAME = "stanfordnlp/imdb"
 LOCAL_HINT = ("pass local files instead: --data.source /path/to/aclImdb (train|test/pos|neg/*.txt), a folder of "

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from src.errors import UserInputError
+from src.utils.errors import UserInputError
 
 SPLIT_OFFSETS = {"train": 0, "val": 1, "test": 2}  # each split's generator seed is seed * 3 + offset
 

@@ -1,33 +1,16 @@
-"""Poems as sequences of GloVe word vectors, for the curriculum autoencoder.
+"""Poems as sequences of GloVe word vectors, for the curriculum autoencoder: ``PoetryEmbeddingsDataModule``.
 
-Sources (``poems_path``):
-
-- JSON lines (``.jsonl``/``.json``/``.ndjson``, optionally ``.gz``): one object per poem with ``text`` and
-  optional ``title``, ``author``;
-- a folder of ``.txt`` files, one poem each (title = file name);
-- one ``.txt`` file (optionally ``.gz``) holding many poems separated by **two or more blank lines** (a single
-  blank line is a stanza break); each poem's title is its first line.
-
-Or (``bundle_path``) the reference notebook's preprocessed arrays: ``embedding_sequences_<tag>.npy`` [N,T,D],
-``attention_masks_<tag>.npy`` [N,T], ``token_sequences_<tag>.npy`` [N,T], ``embedding_matrix_<tag>.npy``
-[V,D] and ``metadata_<tag>.json``.
-
-Words: lowercased, curly quotes made straight, runs of letters with internal apostrophes, clitics split the
-way GloVe's tokenizer does (``don't`` -> ``do n't``, ``poet's`` -> ``poet 's``); punctuation and digits are
-left out. With no path the embedded default runs offline: 1,500 public-domain poems
-(``data/poems/poems_default.jsonl.gz``) and the 50-d GloVe rows of their words (``data/glove/``).
+Poems come from a user's files (data_modules/poem_files.py) or the reference notebook's preprocessed arrays
+(``bundle_path``, data_modules/poem_bundle.py); with no path the embedded default runs offline: 1,500
+public-domain poems (``data/poems/poems_default.jsonl.gz``) and the 50-d GloVe rows of their words
+(``data/glove/``).
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
-import re
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Container, NamedTuple, Optional, Sequence
+from typing import NamedTuple, Optional
 
 import numpy as np
 import pytorch_lightning as pl
@@ -37,132 +20,14 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from data_modules.glove import cached_glove, check_glove_path
-from data_modules.text import PAD, UNK
-from src.errors import UserInputError
-
+from data_modules.poem_bundle import load_bundle
+from data_modules.poem_corpus import OOV_POLICIES, Corpus, corpus_from_poems, effective_dims
+from data_modules.poem_files import Poem, read_poems
+from src.utils.errors import UserInputError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_POEMS = PROJECT_ROOT / "data" / "poems" / "poems_default.jsonl.gz"
 DEFAULT_GLOVE = PROJECT_ROOT / "data" / "glove" / "glove.6B.50d.poems-default.txt.gz"
-OOV_POLICIES = ("drop", "zero")
-JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
-
-_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
-_CLITIC = re.compile(r"^(.+?)(n't|'s|'ll|'d|'re|'ve|'m)$")
-_POEM_BREAK = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")  # two or more blank lines
-
-
-# -- reading poems -----------------------------------------------------------------------------------------
-@dataclass
-class Poem:
-    text: str
-    title: str = ""
-    author: str = ""
-
-
-def tokenize_poem(text: str) -> list[str]:
-    """Lowercased words, clitics split as GloVe writes them (``n't``, ``'s``, ``'ll`` ...); no punctuation."""
-    tokens = []
-    for word in _WORD.findall(text.lower().replace("\u2019", "'").replace("\u2018", "'")):
-        m = _CLITIC.match(word)
-        tokens.extend(m.groups() if m else (word,))
-    return tokens
-
-
-def _decode(data: bytes, path: Path) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UserInputError(f"{path} is not UTF-8: invalid byte 0x{data[e.start]:02x} at byte offset {e.start}; "
-                             f"re-save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
-
-
-def _read_text(path: Path) -> str:
-    data = path.read_bytes()
-    if path.suffix.lower() == ".gz":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as e:
-            raise UserInputError(f"{path} is not a readable gzip file ({e})") from None
-    return _decode(data, path).replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _stem(path: Path) -> str:
-    """Suffixes without .gz: poems.jsonl.gz -> .jsonl."""
-    suffixes = [s.lower() for s in path.suffixes]
-    if len(suffixes) > 1 and suffixes[-1] == ".gz":
-        return suffixes[-2]
-    return suffixes[-1] if suffixes else ""
-
-
-def read_poems(path: str | os.PathLike) -> list[Poem]:
-    """Poems from JSON lines, a folder of .txt files, or one .txt file with poems split by 2+ blank lines."""
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise UserInputError(f"poems not found: {p} (a .jsonl[.gz] file, a folder of .txt files or one .txt file)")
-    if p.is_dir():
-        files = sorted(p.glob("*.txt"))
-        if not files:
-            raise UserInputError(f"folder {p} has no .txt files (one poem per .txt file)")
-        return [Poem(_read_text(f).strip(), f.stem) for f in files]
-    kind = _stem(p)
-    text = _read_text(p)
-    if kind in JSON_SUFFIXES:
-        poems = []
-        for line_no, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserInputError(f"{p} line {line_no} is not valid JSON ({e.msg}); one object per line") from None
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                raise UserInputError(f"{p} line {line_no} has no string field 'text' (fields: 'text', optional "
-                                     f"'title', 'author')")
-            poems.append(Poem(row["text"], str(row.get("title") or ""), str(row.get("author") or "")))
-        return poems
-    if kind == ".txt":
-        return [Poem(chunk.strip(), chunk.strip().split("\n", 1)[0].strip()) for chunk in _POEM_BREAK.split(text)
-                if chunk.strip()]
-    raise UserInputError(f"cannot tell the format of {p}: use .jsonl/.json (optionally .gz), .txt, or a folder "
-                         f"of .txt files")
-
-
-# -- words -> ids ------------------------------------------------------------------------------------------
-def select_words(token_lists: Sequence[list[str]], known: Container[str], seq_len: int, oov: str) -> list[list[str]]:
-    """Each poem's first ``seq_len`` words after the OOV policy: ``drop`` removes unknown words, ``zero`` keeps
-    them as ``<unk>`` (a zero vector)."""
-    if oov == "drop":
-        return [[t for t in tokens if t in known][:seq_len] for tokens in token_lists]
-    return [[t if t in known else UNK for t in tokens[:seq_len]] for tokens in token_lists]
-
-
-def build_table(words: Sequence[str], glove_words: Sequence[str], glove_vectors: np.ndarray) -> np.ndarray:
-    """Rows of ``words`` (a vocabulary starting ``<pad>``, ``<unk>``) from GloVe; the two specials are zero."""
-    row = {w: i for i, w in enumerate(glove_words)}
-    table = np.zeros((len(words), glove_vectors.shape[1]), dtype=np.float32)
-    for i, w in enumerate(words[2:], start=2):
-        table[i] = glove_vectors[row[w]]
-    return table
-
-
-def to_ids(sequences: Sequence[list[str]], index: dict[str, int], seq_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Word lists -> (ids ``[N, seq_len]`` int64 padded with 0, lengths ``[N]``)."""
-    ids = np.zeros((len(sequences), seq_len), dtype=np.int64)
-    lengths = np.zeros(len(sequences), dtype=np.int64)
-    for i, words in enumerate(sequences):
-        ids[i, :len(words)] = [index[w] for w in words]
-        lengths[i] = len(words)
-    return ids, lengths
-
-
-def effective_dims(vectors: np.ndarray, shares: Sequence[float] = (0.90, 0.95)) -> tuple[list[int], np.ndarray]:
-    """PCA of token vectors ``[M, D]``: components needed for each share of the variance, and the cumulative
-    explained-variance curve ``[D]``."""
-    centered = vectors.astype(np.float64) - vectors.mean(0)
-    eigenvalues = np.linalg.eigvalsh(centered.T @ centered)[::-1].clip(min=0)  # [D], descending
-    cumulative = np.cumsum(eigenvalues) / max(eigenvalues.sum(), 1e-12)
-    return [int(np.searchsorted(cumulative, s - 1e-12) + 1) for s in shares], cumulative
 
 
 # -- batches -----------------------------------------------------------------------------------------------
@@ -209,124 +74,7 @@ class PoemSequences(Dataset):
         return self.table[ids].numpy()
 
 
-# -- the reference notebook's bundle ---------------------------------------------------------------------
-BUNDLE_ARRAYS = ("embedding_sequences", "attention_masks", "token_sequences", "embedding_matrix")
-
-
-@dataclass
-class Corpus:
-    """What the DataModule keeps: ids/lengths per kept poem, the vector table, vocabulary and reports."""
-
-    ids: np.ndarray  # [N, S] int64
-    lengths: np.ndarray  # [N]
-    table: np.ndarray  # [V, D] float32, rows 0/1 (<pad>/<unk>) zero
-    vocabulary: list[str]  # [V]
-    poems: list[Poem]  # [N] (text may be empty for a bundle)
-    report: dict
-
-
-def _bundle_files(path: Path, tag: str) -> dict[str, Path]:
-    folder = path if path.is_dir() else path.parent
-    if not folder.is_dir():
-        raise UserInputError(f"bundle folder not found: {folder}")
-    tags = {f.stem[len("embedding_sequences_"):] for f in folder.glob("embedding_sequences_*.npy")}
-    if tag not in tags and len(tags) == 1:
-        tag = next(iter(tags))  # a bundle saved under another tag than "latest"
-    files = {name: folder / f"{name}_{tag}.npy" for name in BUNDLE_ARRAYS}
-    missing = [f.name for f in files.values() if not f.is_file()]
-    if missing:
-        raise UserInputError(f"bundle {folder} lacks {', '.join(missing)} (tags found: {sorted(tags) or 'none'}); "
-                             f"set bundle_tag to the suffix of its files")
-    files["metadata"] = folder / f"metadata_{tag}.json"
-    return files
-
-
-def load_bundle(path: str | os.PathLike, tag: str = "latest", seq_len: Optional[int] = None) -> Corpus:
-    """The reference notebook's preprocessed arrays -> Corpus. Shapes are checked against each other, and the
-    embedding sequences must be rows of the embedding matrix at every valid position."""
-    files = _bundle_files(Path(path).expanduser(), tag)
-    try:
-        arrays = {name: np.load(files[name], allow_pickle=False) for name in BUNDLE_ARRAYS}
-    except (OSError, ValueError) as e:
-        raise UserInputError(f"bundle array cannot be read ({e}); re-save it with numpy.save") from None
-    seqs, masks, tokens, matrix = (arrays[n] for n in BUNDLE_ARRAYS)
-    shapes = ", ".join(f"{n} {tuple(a.shape)}" for n, a in arrays.items())
-    if (seqs.ndim != 3 or masks.ndim != 2 or tokens.ndim != 2 or matrix.ndim != 2
-            or masks.shape != seqs.shape[:2] or tokens.shape != seqs.shape[:2] or matrix.shape[1] != seqs.shape[2]):
-        raise UserInputError(f"bundle shapes do not match ({shapes}); expected [N,T,D], [N,T], [N,T], [V,D]")
-    masks = masks.astype(bool)
-    if tokens[masks].size and (tokens[masks].min() < 0 or tokens[masks].max() >= len(matrix)):
-        raise UserInputError(f"bundle token ids run outside the embedding matrix's {len(matrix)} rows ({shapes})")
-    if not np.allclose(matrix[tokens[masks]], seqs[masks], atol=1e-4):
-        raise UserInputError("bundle embedding_sequences are not the embedding_matrix rows of token_sequences; "
-                             "the arrays come from different runs (check bundle_tag)")
-    metadata = {}
-    if files["metadata"].is_file():
-        try:
-            metadata = json.loads(files["metadata"].read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise UserInputError(f"{files['metadata']} is not valid UTF-8 JSON ({e}); fix or remove it") from None
-        metadata = metadata if isinstance(metadata, dict) else {}
-    # Valid positions to the front of each row (the notebook's masks are prefixes; this keeps order either way).
-    order = np.argsort(~masks, axis=1, kind="stable")
-    lengths = masks.sum(1)
-    keep = lengths > 0
-    seq_len = seq_len or seqs.shape[1]
-    # Our ids: 0 <pad>, 1 <unk>, then the bundle's rows shifted by 2.
-    ids = np.where(np.arange(seqs.shape[1])[None] < lengths[:, None], np.take_along_axis(tokens, order, 1) + 2, 0)
-    ids, lengths = ids[keep][:, :seq_len], np.minimum(lengths[keep], seq_len)
-    table = np.concatenate([np.zeros((2, matrix.shape[1]), np.float32), matrix.astype(np.float32)])
-    words = _metadata_list(metadata, ("vocabulary", "vocab", "idx_to_word", "index_to_word"), len(matrix))
-    words = [PAD, UNK] + (words or [f"#{i}" for i in range(len(matrix))])
-    titles = _metadata_list(metadata, ("titles", "title"), len(seqs)) or [f"poem {i}" for i in range(len(seqs))]
-    authors = _metadata_list(metadata, ("authors", "author"), len(seqs)) or [""] * len(seqs)
-    poems = [Poem("", str(t), str(a)) for t, a, k in zip(titles, authors, keep) if k]
-    report = dict(poems_read=len(seqs), no_known_words=int((~keep).sum()), too_short=0, coverage=1.0)
-    return Corpus(ids, lengths, table, words, poems, report)
-
-
-def _metadata_list(metadata: dict, keys: Sequence[str], length: int) -> Optional[list]:
-    for key in keys:
-        value = metadata.get(key)
-        if isinstance(value, dict):  # {index: word} or {word: index}
-            if all(str(k).isdigit() for k in value):
-                value = [value[k] for k in sorted(value, key=int)]
-            else:
-                value = sorted(value, key=value.get)
-        if isinstance(value, list) and len(value) == length:
-            return [str(v) for v in value]
-    return None
-
-
 # -- the DataModule ----------------------------------------------------------------------------------------
-def corpus_from_poems(poems: Sequence[Poem], lookup: Callable[[set[str]], tuple[list[str], np.ndarray]], seq_len: int,
-                      oov: str, min_tokens: int, source: str = "poems") -> Corpus:
-    """Tokenize, look the words up (``lookup(words) -> (found words, vectors [N, D])``, e.g. cached GloVe rows),
-    apply the OOV policy and drop unusable poems (counted in the report)."""
-    token_lists = [tokenize_poem(p.text) for p in poems]
-    counts = Counter(t for tokens in token_lists for t in tokens)
-    glove_words, glove_vectors = lookup(set(counts))
-    known = set(glove_words)
-    sequences = select_words(token_lists, known, seq_len, oov)
-    n_known = [sum(w != UNK for w in s) for s in sequences]
-    no_known = sum(n == 0 for n in n_known)
-    too_short = sum(0 < n < min_tokens for n in n_known)
-    keep = [i for i, n in enumerate(n_known) if n >= max(min_tokens, 1)]
-    total = sum(counts.values())
-    report = dict(poems_read=len(poems), no_known_words=no_known, too_short=too_short,
-                  coverage=sum(c for w, c in counts.items() if w in known) / max(total, 1))
-    if not keep:
-        raise UserInputError(f"no usable poems in {source}: {len(poems)} read, {no_known} with no word found in "
-                             f"the GloVe file, {too_short} with fewer than min_tokens={min_tokens} known words "
-                             f"(check the file's language and text field, or lower --data.min_tokens)")
-    sequences = [sequences[i] for i in keep]
-    freq = Counter(w for s in sequences for w in s if w != UNK)
-    vocabulary = [PAD, UNK] + sorted(freq, key=lambda w: (-freq[w], w))
-    ids, lengths = to_ids(sequences, {w: i for i, w in enumerate(vocabulary)}, seq_len)
-    return Corpus(ids, lengths, build_table(vocabulary, glove_words, glove_vectors), vocabulary,
-                  [poems[i] for i in keep], report)
-
-
 def project_relative(path: str | os.PathLike) -> str:
     """A path inside the project as relative to its root (so a checkpoint survives moving the project), else
     absolute."""

@@ -9,9 +9,9 @@ from typing import Optional
 import numpy as np
 
 from data_modules.cache import file_identity
-from data_modules.readers import normalize_labels, pick_columns, read_table
+from data_modules.review_files import normalize_labels, pick_columns, read_table
 from data_modules.text_classification import TextClassificationDataModule, stratified_split
-from src.errors import UserInputError
+from src.utils.errors import UserInputError
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from data_modules.batching import BucketBatchSampler, EncodedTexts, SortedBatchSampler, pad_collate
 from data_modules.cache import cache_path, load_arrays, save_arrays
-from data_modules.text import Vocabulary, tokenize
-from src.errors import UserInputError
+from data_modules.vocabulary import Vocabulary, tokenize
+from src.utils.errors import UserInputError
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")

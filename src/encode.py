@@ -22,8 +22,10 @@ import numpy as np
 import torch
 
 from data_modules.glove import cached_glove, check_glove_path
-from data_modules.poetry import Poem, PoemSequences, corpus_from_poems, read_poems, resolve_recorded_path
-from src.errors import UserInputError, exit_on_user_error
+from data_modules.poem_corpus import corpus_from_poems
+from data_modules.poem_files import Poem, read_poems
+from data_modules.poetry import PoemSequences, resolve_recorded_path
+from src.utils.errors import UserInputError, exit_on_user_error
 
 
 def glove_lookup(model, glove_path: Optional[str], cache_dir: Optional[str]):
@@ -76,7 +78,7 @@ def encode_poems(model, poems: list[Poem], glove_path: Optional[str] = None, bat
 
 def write_outputs(output_dir: str, latents: np.ndarray, poems: list[Poem], words: list[int],
                   projector: bool = True) -> Path:
-    from src.autoencoder import clean
+    from src.lightning_modules.curriculum_autoencoder import clean
 
     out = Path(output_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -94,7 +96,7 @@ def write_outputs(output_dir: str, latents: np.ndarray, poems: list[Poem], words
 
 def encode_file(ckpt_path: str, input_path: str, output_dir: str, glove_path: Optional[str] = None,
                 batch_size: int = 256, projector: bool = True) -> dict:
-    from src.autoencoder import CurriculumAutoencoder
+    from src.lightning_modules.curriculum_autoencoder import CurriculumAutoencoder
 
     model = CurriculumAutoencoder.from_checkpoint(ckpt_path)
     latents, poems, words, report = encode_poems(model, read_poems(input_path), glove_path, batch_size,

@@ -13,20 +13,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from src.errors import UserInputError, exit_on_user_error
+from data_modules.text_files import read_text
+from src.serving.pytorch_classifier import PyTorchClassifier
+from src.utils.errors import exit_on_user_error
 
 
 def read_lines(path: str) -> list[str]:
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise UserInputError(f"input file not found: {p} (one review per line)")
-    data = p.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UserInputError(f"{p} is not UTF-8: invalid byte at byte offset {e.start}; re-save it as UTF-8") from None
+    """One text per line of a UTF-8 file (blank lines too); a final newline does not add an empty text."""
     # Split on newlines only: str.splitlines() would also cut a review at \r, \u2028 or \x85 inside it.
-    lines = text.split("\n")
+    lines = read_text(path, "input file").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [line[:-1] if line.endswith("\r") else line for line in lines]
@@ -35,13 +30,11 @@ def read_lines(path: str) -> list[str]:
 def predict_file(ckpt_path: str, input_path: str, output_path: str, batch_size: int = 256) -> pd.DataFrame:
     texts = read_lines(input_path)
     if ckpt_path.endswith(".onnx"):
-        from src.onnx_runtime import OnnxClassifier
+        from src.serving.onnx_classifier import OnnxClassifier
 
         predictions = OnnxClassifier(ckpt_path).predict_texts(texts, batch_size)
     else:
-        from src.classifier import TextClassifier
-
-        predictions = TextClassifier.from_checkpoint(ckpt_path).predict_texts(texts, batch_size)
+        predictions = PyTorchClassifier.from_checkpoint(ckpt_path).predict_texts(texts, batch_size)
     frame = pd.DataFrame({"text": texts, "probability": [p.probability for p in predictions],
                           "label": [p.label for p in predictions]})
     out = Path(output_path).expanduser()

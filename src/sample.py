@@ -12,7 +12,7 @@ import argparse
 import sys
 import warnings
 
-from src.errors import UserInputError, exit_on_user_error
+from src.utils.errors import UserInputError, exit_on_user_error
 
 
 def sample(ckpt_path: str, prime: str, length: int, temperature: float, top_k=None, seed=None,
@@ -20,7 +20,7 @@ def sample(ckpt_path: str, prime: str, length: int, temperature: float, top_k=No
     if not temperature >= 0:  # before loading anything: also catches nan
         raise UserInputError(f"temperature={temperature} must be >= 0 (0 = greedy, 1 = the model's own "
                              "distribution, e.g. 0.8)")
-    from src.char_lm import CharLanguageModel
+    from src.lightning_modules.char_language_model import CharLanguageModel
 
     model = CharLanguageModel.from_checkpoint(ckpt_path, map_location=device)
     return model.generate(prime, length, temperature, top_k=top_k, seed=seed)

@@ -9,12 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from data_modules.poetry import DEFAULT_POEMS, PoemBatch, read_poems
-from src.autoencoder import (CurriculumAutoencoder, ReconstructionScores, check_curriculum, curriculum_at,
-                             masked_mse)
-from src.errors import UserInputError
-from src.models.autoencoder import RNNAutoencoder
-from src.monitoring import mask_from_lengths
+from data_modules.poem_files import read_poems
+from data_modules.poetry import DEFAULT_POEMS, PoemBatch
+from src.lightning_modules.curriculum_autoencoder import (
+    CurriculumAutoencoder,
+    ReconstructionScores,
+    check_curriculum,
+    curriculum_at,
+    masked_mse,
+)
+from src.models.recurrent_trace import mask_from_lengths
+from src.models.rnn_autoencoder import RNNAutoencoder
+from src.utils.errors import UserInputError
 
 
 def padded(batch: int = 3, steps: int = 7, dim: int = 5, seed: int = 0):

@@ -16,12 +16,12 @@ from torch.utils.data import DataLoader
 
 from data_modules.batching import TextBatch
 from src.callbacks import GradientFlowMonitor, GradientNormMonitor, HiddenStateMonitor
-from src.callbacks.grad_norm import layer_grad_norms
-from src.callbacks.gradient_flow import early_late_ratio, gradient_horizon, summarize, timestep_grad_norms
-from src.callbacks.hidden_state import cell_norm, hidden_stats
-from src.classifier import TextClassifier
-from src.models.recurrent import RecurrentStack
-from src.monitoring import mask_from_lengths
+from src.callbacks.gradient_flow_monitor import early_late_ratio, gradient_horizon, summarize, timestep_grad_norms
+from src.callbacks.gradient_norm_monitor import layer_grad_norms
+from src.callbacks.hidden_state_monitor import cell_norm, hidden_stats
+from src.lightning_modules.text_classifier import TextClassifier
+from src.models.recurrent_stack import RecurrentStack
+from src.models.recurrent_trace import mask_from_lengths
 
 QUIET = dict(enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, accelerator="cpu",
              devices=1)
@@ -178,7 +178,7 @@ def test_hidden_stats_equal_a_direct_count():
 def test_histogram_events_hold_numpys_counts(tmp_path):
     from torch.utils.tensorboard import SummaryWriter
 
-    from src.callbacks.common import write_histogram
+    from src.callbacks.tensorboard_output import write_histogram
 
     values = torch.tensor([0.5, -1.0, 2.0, 0.25, 0.25, float("nan"), 1.75, -0.5])
     with SummaryWriter(str(tmp_path)) as writer:
@@ -329,12 +329,12 @@ def test_bf16_mixed_precision_norms_are_float32_and_finite(tmp_path):
 
 
 def test_held_steps_are_finished_when_full_and_written_as_one_event_per_step(tmp_path, monkeypatch):
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
     from pytorch_lightning.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
-    from src.callbacks import common
+    from src.callbacks import trace_arming
 
-    monkeypatch.setattr(common, "MAX_PENDING_STEPS", 2)
+    monkeypatch.setattr(trace_arming, "MAX_PENDING_STEPS", 2)
     torch.manual_seed(0)
     callbacks = [GradientFlowMonitor(every_n_steps=1, images=False, save_arrays=False),
                  HiddenStateMonitor(every_n_steps=1, histograms=False, example_image=False, save_arrays=False),

@@ -15,12 +15,12 @@ import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from data_modules.char_text import DEFAULT_PATH, UNK, CharTextDataModule, read_corpus, split_blocks
-from src.char_lm import CharLanguageModel
-from src.checkpoints import MODEL_CLASS_KEY
-from src.errors import UserInputError
-from src.models.char_lm import CharRNN, add_one_log_probs, bits_per_char
-from src.monitoring import is_traceable
+from src.lightning_modules.char_language_model import CharLanguageModel
+from src.models.char_rnn import CharRNN, add_one_log_probs, bits_per_char
+from src.models.recurrent_trace import is_traceable
 from src.sample import main as sample_main
+from src.utils.checkpoint_file import MODEL_CLASS_KEY
+from src.utils.errors import UserInputError
 from train import cli_main
 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
@@ -127,7 +127,7 @@ def test_reads_a_folder_of_txt_files_and_gzipped_json_lines(tmp_path):
     path.write_bytes(gzip.compress("\n".join(json.dumps(r) for r in rows).encode()))
     assert read_corpus(path) == "roses are red\n\nviolets"
     with pytest.raises(UserInputError, match="no 'body' field.*--data.text_field"):
-        read_corpus(path, text_field="body")
+        read_corpus(path, field="body")
 
 
 def test_the_embedded_default_is_in_the_repository():
@@ -141,10 +141,10 @@ def test_empty_file(tmp_path):
         CharTextDataModule(write(tmp_path, "")).load()
 
 
-def test_a_file_that_is_not_utf8_names_the_file_and_the_byte_offset(tmp_path):
+def test_a_file_that_is_not_utf8_names_the_file_line_and_column(tmp_path):
     path = tmp_path / "latin1.txt"
-    path.write_bytes("caf\u00e9 au lait".encode("latin-1"))
-    with pytest.raises(UserInputError, match=r"latin1\.txt is not UTF-8: invalid byte 0xe9 at byte offset 3"):
+    path.write_bytes("first line\ncaf\u00e9 au lait".encode("latin-1"))
+    with pytest.raises(UserInputError, match=r"latin1\.txt is not UTF-8: invalid byte 0xe9 at line 2, column 4"):
         CharTextDataModule(str(path)).load()
 
 

@@ -2,9 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from train import cli_main
-
 from tests.test_train_cli import QUIET, ROOT
+from train import cli_main
 
 
 def write_glove(path, words, dim):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from src.models.classifier import RNNClassifier
-from src.models.recurrent import RecurrentStack, last_valid
+from src.models.recurrent_stack import RecurrentStack, last_valid
+from src.models.rnn_classifier import RNNClassifier
 
 
 def pad_to(ids, length):

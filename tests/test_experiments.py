@@ -12,10 +12,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 from data_modules.memory_task import MemoryTaskDataModule, memory_sequences
-from src.errors import UserInputError
-from src.experiments import fmt, table
 from src.experiments.gradient_flow import mean_curve
-from src.models.sequence_classifier import LastStepClassifier, add_keep_gate_bias, init_recurrent_weights
+from src.experiments.report import fmt, table
+from src.models.last_step_classifier import LastStepClassifier
+from src.models.recurrent_init import add_keep_gate_bias, init_recurrent_weights
+from src.utils.errors import UserInputError
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
@@ -203,8 +204,8 @@ def test_imdb_experiments_quick_write_tables_and_plots(tmp_path, tiny_reviews, n
 
 def test_cell_norms_stepped_by_hand_end_in_the_lstm_final_cell_state():
     from data_modules.batching import pad_collate
-    from src.classifier import TextClassifier
     from src.experiments.hidden_dynamics import state_norms
+    from src.lightning_modules.text_classifier import TextClassifier
 
     torch.manual_seed(0)
     model = TextClassifier(vocab_size=20, cell="lstm", embedding_dim=6, hidden_size=5)
@@ -227,7 +228,7 @@ def test_experiment_cli_reports_missing_data_in_one_line(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_memory_task_trains_from_train_py_and_checkpoint_loads_weights_only(tmp_path):
-    from src.sequence_classifier import SequenceClassifier
+    from src.lightning_modules.sequence_classifier import SequenceClassifier
     from train import cli_main
 
     cli_main(["fit", "--config", str(ROOT / "configs/memory_task.yaml"), "--trainer.default_root_dir", str(tmp_path),

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from data_modules.imdb import IMDBDataModule
-from src.errors import UserInputError
+from src.utils.errors import UserInputError
 
 POS = ["a wonderful moving film", "brilliant acting<br /><br />loved it", "great fun", "superb and touching"]
 NEG = ["a dull boring mess", "awful plot, bad acting", "terrible waste of time", "worst film ever"]

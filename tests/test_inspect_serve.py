@@ -9,15 +9,17 @@ import torch
 
 from data_modules.batching import pad_collate
 from data_modules.reviews import synthetic_reviews
-from data_modules.text import Vocabulary, tokenize
+from data_modules.vocabulary import Vocabulary, tokenize
 from src import explain as explain_cli
 from src import export as export_cli
 from src import predict as predict_cli
-from src.classifier import TextClassifier
-from src.errors import UserInputError
-from src.explain import integrated_gradients, occlusion
-from src.export import example_batch, export_onnx, load_int8, max_logit_difference, onnx_session, quantize_onnx
-from src.onnx_runtime import OnnxClassifier
+from src.models.rnn_classifier import RNNClassifier
+from src.serving.int8 import load_int8, quantize_onnx
+from src.serving.onnx_classifier import OnnxClassifier, onnx_session
+from src.serving.onnx_export import example_batch, export_onnx, max_logit_difference
+from src.serving.pytorch_classifier import PyTorchClassifier
+from src.serving.word_importance import explain, integrated_gradients, occlusion
+from src.utils.errors import UserInputError
 from train import cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,8 +39,8 @@ def ckpt(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(ckpt) -> TextClassifier:
-    return TextClassifier.from_checkpoint(ckpt).eval()
+def trained(ckpt) -> PyTorchClassifier:
+    return PyTorchClassifier.from_checkpoint(ckpt)
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +50,12 @@ def exported(ckpt, tmp_path_factory) -> Path:
     return out
 
 
-def random_classifier(**kwargs) -> TextClassifier:
+def random_classifier(**kwargs) -> PyTorchClassifier:
     """An untrained classifier with a 30-word vocabulary (IG and export are exact whatever the weights)."""
     torch.manual_seed(0)
-    module = TextClassifier(vocab_size=30, embedding_dim=8, hidden_size=8, **kwargs).eval()
-    module.vocabulary = Vocabulary(["<pad>", "<unk>", *(f"w{i}" for i in range(28))])
-    module.max_len = 50
-    return module
+    net = RNNClassifier(vocab_size=30, embedding_dim=8, hidden_size=8, **kwargs).eval()
+    return PyTorchClassifier(net, Vocabulary(["<pad>", "<unk>", *(f"w{i}" for i in range(28))]),
+                             ["negative", "positive"], 50)
 
 
 MODELS = {"trained lstm": None, "bidirectional gru": dict(cell="gru", bidirectional=True, num_layers=2),
@@ -62,13 +63,13 @@ MODELS = {"trained lstm": None, "bidirectional gru": dict(cell="gru", bidirectio
 
 
 @pytest.fixture(params=list(MODELS))
-def any_model(request, trained) -> TextClassifier:
+def any_model(request, trained) -> PyTorchClassifier:
     kwargs = MODELS[request.param]
     return trained if kwargs is None else random_classifier(**kwargs)
 
 
-def mixed_batch(module, lengths=(9, 2, 6)):
-    return example_batch(module.hparams.vocab_size, module.hparams.pad_index, lengths=lengths, seed=2)
+def mixed_batch(classifier, lengths=(9, 2, 6)):
+    return example_batch(len(classifier.vocabulary), classifier.pad_index, lengths=lengths, seed=2)
 
 
 # -- Integrated Gradients and occlusion ------------------------------------------------------------------
@@ -76,8 +77,8 @@ def test_integrated_gradients_completeness(any_model):
     tokens, lengths = mixed_batch(any_model)
     attributions, delta = integrated_gradients(any_model, tokens, lengths, n_steps=64)
     with torch.no_grad():
-        p = torch.sigmoid(any_model(tokens, lengths))
-        p_baseline = torch.sigmoid(any_model(torch.zeros_like(tokens), lengths))
+        p = torch.sigmoid(any_model.net(tokens, lengths).logits)
+        p_baseline = torch.sigmoid(any_model.net(torch.zeros_like(tokens), lengths).logits)
     gap = attributions.sum(1) - (p - p_baseline)
     # Our own completeness gap is the one Captum reports, and it is small.
     assert torch.allclose(gap, delta.float(), atol=1e-5)
@@ -100,29 +101,30 @@ def test_occlusion_of_a_token_not_in_the_text_changes_nothing(trained):
     scores = occlusion(trained, ids, groups)  # one padded batch: the full text plus shorter variants
     assert scores[-1] == pytest.approx(0.0, abs=1e-6)
     with torch.no_grad():  # and a dropped word's score is the same as computing both texts alone
-        alone = [torch.sigmoid(trained(torch.tensor([s]), torch.tensor([len(s)]))).item() for s in (ids, ids[1:])]
+        alone = [torch.sigmoid(trained.net(torch.tensor([s]), torch.tensor([len(s)])).logits).item()
+                 for s in (ids, ids[1:])]
     assert scores[0] == pytest.approx(alone[0] - alone[1], abs=1e-6)
     assert max(abs(s) for s in scores[:-1]) > 1e-4
 
 
 def test_explain_returns_both_scores_per_token(any_model):
-    text = "w3 w5 w7 zzz w9" if any_model.hparams.vocab_size == 30 else TEXT
-    e = any_model.explain(text, n_steps=16)
+    text = "w3 w5 w7 zzz w9" if len(any_model.vocabulary) == 30 else TEXT
+    e = explain(any_model, text, n_steps=16)
     assert e.tokens == tokenize(text)
     assert len(e.integrated_gradients) == len(e.occlusion) == len(e.tokens)
     assert 0.0 <= e.probability <= 1.0 and e.label in e.label_names
-    if any_model.hparams.vocab_size == 30:
+    if len(any_model.vocabulary) == 30:
         assert e.known == [True, True, True, False, True]
 
 
 def test_empty_text_is_refused_without_attribution(trained):
     with pytest.raises(UserInputError, match="no words to explain"):
-        trained.explain("  ... !!! ")
+        explain(trained, "  ... !!! ")
 
 
 def test_long_text_is_truncated_and_said_once(trained):
     with pytest.warns(UserWarning, match="reads only the first 30") as notes:
-        e = trained.explain(" ".join(["boring"] * 45), n_steps=8)
+        e = explain(trained, " ".join(["boring"] * 45), n_steps=8)
     assert len([n for n in notes if "reads only" in str(n.message)]) == 1
     assert len(e.tokens) == 30 and e.truncated == 15
 
@@ -143,7 +145,7 @@ def test_explain_cli_prints_top_tokens_and_writes_a_page_with_every_token(ckpt, 
 def test_onnx_logits_equal_pytorch_on_mixed_lengths(trained, exported):
     texts, _ = synthetic_reviews(64, seed=7)
     texts = [t * (1 + i % 3) for i, t in enumerate(texts)]  # lengths from ~8 to 30 (max_len) tokens
-    batch = pad_collate([(ids, 0.0) for ids in trained.encode_texts(texts)], trained.hparams.pad_index)
+    batch = pad_collate([(ids, 0.0) for ids in trained.encode_texts(texts)], trained.pad_index)
     assert len(set(batch.lengths.tolist())) > 5
     assert max_logit_difference(trained.net, exported / "model.onnx", batch.tokens, batch.lengths) <= 1e-4
     served = OnnxClassifier(str(exported / "model.onnx")).predict_texts(texts + ["", "zzqx"], batch_size=16)

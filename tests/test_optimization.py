@@ -4,7 +4,7 @@ from functools import partial
 
 import torch
 
-from src.optimization import configure_optimizers
+from src.lightning_modules.optimization import configure_optimizers
 
 
 def test_optimizer_alone_or_with_a_monitored_scheduler():

@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from data_modules.glove import cached_glove, read_glove
-from data_modules.poetry import (DEFAULT_GLOVE, DEFAULT_POEMS, PoetryEmbeddingsDataModule, effective_dims,
-                                 load_bundle, read_poems, tokenize_poem)
-from src.errors import UserInputError
+from data_modules.poem_bundle import load_bundle
+from data_modules.poem_corpus import effective_dims
+from data_modules.poem_files import read_poems, tokenize_poem
+from data_modules.poetry import DEFAULT_GLOVE, DEFAULT_POEMS, PoetryEmbeddingsDataModule
+from src.utils.errors import UserInputError
 
 WORDS = ["the", "sea", "is", "wide", "night", "long", "stars", "cold", "do", "n't", "'s", "poet"]
 
@@ -121,15 +123,15 @@ def test_read_poems_from_jsonl_folder_and_blank_line_separated_text(tmp_path):
 def test_read_poems_bad_input(tmp_path):
     latin = tmp_path / "latin.jsonl"
     latin.write_bytes(b'{"text": "caf\xe9"}\n')
-    with pytest.raises(UserInputError, match="not UTF-8: invalid byte 0xe9 at byte offset 13"):
+    with pytest.raises(UserInputError, match="not UTF-8: invalid byte 0xe9 at line 1, column 14"):
         read_poems(latin)
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"text": "ok"}\n{"text": \n')
-    with pytest.raises(UserInputError, match="line 2 is not valid JSON"):
+    with pytest.raises(UserInputError, match="line 2 of .*broken.jsonl is not valid JSON"):
         read_poems(broken)
     no_text = tmp_path / "no_text.jsonl"
     no_text.write_text('{"body": "ok"}\n')
-    with pytest.raises(UserInputError, match="no string field 'text'"):
+    with pytest.raises(UserInputError, match="line 1 of .*no_text.jsonl has no 'text' field"):
         read_poems(no_text)
     with pytest.raises(UserInputError, match="poems not found"):
         read_poems(tmp_path / "absent.jsonl")

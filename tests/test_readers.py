@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_modules.readers import normalize_labels
+from data_modules.review_files import normalize_labels
 from data_modules.reviews import ReviewsDataModule
-from src.errors import UserInputError
+from src.utils.errors import UserInputError
 
 
 def reviews_file(tmp_path, name="r.csv", n=40, labels=("negative", "positive"), **columns):
@@ -86,10 +86,10 @@ def test_rows_with_empty_text_are_skipped_and_counted(tmp_path, cache_dir):
     assert sum(len(d) for d in dm.datasets.values()) == 57
 
 
-def test_non_utf8_bytes_give_the_byte_offset(tmp_path, cache_dir):
+def test_non_utf8_bytes_give_the_line_and_column(tmp_path, cache_dir):
     path = tmp_path / "latin.csv"
     path.write_bytes("review,sentiment\ncaf\xe9 ok,positive\n".encode("latin-1"))
-    with pytest.raises(UserInputError, match=r"not UTF-8: invalid byte 0xe9 at byte offset 20"):
+    with pytest.raises(UserInputError, match=r"not UTF-8: invalid byte 0xe9 at line 2, column 4"):
         module(path, cache_dir).setup("fit")
 
 

@@ -15,12 +15,11 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from imdb_throughput import (  # noqa: E402
-    ReferenceLSTM, ReviewDataset, accuracy, as_lists, load_config, main, reference_collate)
 import lightning_overhead  # noqa: E402
+from imdb_throughput import ReferenceLSTM, ReviewDataset, accuracy, as_lists, load_config, main, reference_collate  # noqa: E402
 
 from data_modules.batching import BucketBatchSampler, EncodedTexts, pad_collate  # noqa: E402
-from src.models.classifier import RNNClassifier  # noqa: E402
+from src.models.rnn_classifier import RNNClassifier  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

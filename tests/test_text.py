@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from data_modules.reviews import ReviewsDataModule
-from data_modules.text import PAD, UNK, Vocabulary, tokenize
+from data_modules.vocabulary import PAD, UNK, Vocabulary, tokenize
 
 
 def test_tokenize_strips_html_breaks_and_lowercases():

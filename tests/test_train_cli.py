@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from src.classifier import TextClassifier
+from src.lightning_modules.text_classifier import TextClassifier
 from train import cli_main
 
 ROOT = Path(__file__).resolve().parents[1]

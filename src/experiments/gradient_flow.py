@@ -18,8 +18,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from src.callbacks.gradient_flow import GradientFlowMonitor, early_late_ratio, gradient_horizon, stack_curves
-from src.experiments import machine, main, new_figure, save_figure, settings_table, table, write_report
+from src.callbacks.gradient_flow_monitor import GradientFlowMonitor, early_late_ratio, gradient_horizon, stack_curves
+from src.experiments.report import machine, new_figure, save_figure, settings_table, table, write_report
+from src.experiments.runner import main
 from src.experiments.seq_length import ImdbSettings, imdb_run, size_note
 
 NAME = "gradient_flow"

@@ -21,12 +21,13 @@ import torch
 
 from data_modules.batching import TextBatch, pad_collate
 from data_modules.imdb import IMDBDataModule
-from src.callbacks.hidden_state import HiddenStateMonitor, hidden_stats
-from src.classifier import TextClassifier
-from src.errors import UserInputError
-from src.experiments import machine, main, mean_std, new_figure, save_figure, settings_table, table, write_report
+from src.callbacks.hidden_state_monitor import HiddenStateMonitor, hidden_stats
+from src.experiments.report import machine, mean_std, new_figure, save_figure, settings_table, table, write_report
+from src.experiments.runner import main
 from src.experiments.seq_length import ImdbSettings, imdb_run, size_note
-from src.monitoring import RecurrentTrace
+from src.lightning_modules.text_classifier import TextClassifier
+from src.models.recurrent_trace import RecurrentTrace
+from src.utils.errors import UserInputError
 
 NAME = "hidden_dynamics"
 LABEL_NAMES = {0: "negative", 1: "positive"}

@@ -1,7 +1,7 @@
 """Initialization (reference notebook 001, section 8, whose comparison is a simulation): the vanilla RNN's
 recurrent weights drawn four ways, trained on the memory task at lengths 20 and 50.
 
-Schemes (``src.models.sequence_classifier.init_recurrent_weights``): PyTorch's default U(-1/sqrt(H), 1/sqrt(H)),
+Schemes (``src.models.last_step_classifier.init_recurrent_weights``): PyTorch's default U(-1/sqrt(H), 1/sqrt(H)),
 orthogonal, identity with ReLU (IRNN, Le et al. 2015) and a Gaussian N(0, 1/H). Each run carries the
 ``GradientFlowMonitor`` callback; its gradient horizon (steps back from the last token over which
 ||dLoss/dx_t|| stays above 1e-3 of its maximum) is read at the first training step and at the last logged one.
@@ -18,9 +18,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from src.callbacks.gradient_flow import GradientFlowMonitor, summarize
-from src.experiments import machine, main, mean_std, new_figure, save_figure, settings_table, table, write_report
+from src.callbacks.gradient_flow_monitor import GradientFlowMonitor, summarize
 from src.experiments.memory import CHANCE, Settings, Variant, final_accuracy, memory_run, slug
+from src.experiments.report import machine, mean_std, new_figure, save_figure, settings_table, table, write_report
+from src.experiments.runner import main
 
 NAME = "initialization"
 HORIZON_THRESHOLD = 1e-3

@@ -22,9 +22,9 @@ import pytorch_lightning as pl
 import torch
 
 from data_modules.memory_task import MemoryTaskDataModule
-from src.experiments import (RunResult, fit, machine, main, mean_std, new_figure, save_figure, settings_table, table,
-                             write_report)
-from src.sequence_classifier import SequenceClassifier
+from src.experiments.report import machine, mean_std, new_figure, save_figure, settings_table, table, write_report
+from src.experiments.runner import RunResult, fit, main
+from src.lightning_modules.sequence_classifier import SequenceClassifier
 
 NAME = "memory"
 CHANCE = 0.1

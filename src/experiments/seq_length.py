@@ -21,8 +21,9 @@ import pytorch_lightning as pl
 import torch
 
 from data_modules.imdb import IMDBDataModule
-from src.classifier import TextClassifier
-from src.experiments import RunResult, fit, machine, main, new_figure, save_figure, settings_table, table, write_report
+from src.experiments.report import machine, new_figure, save_figure, settings_table, table, write_report
+from src.experiments.runner import RunResult, fit, main
+from src.lightning_modules.text_classifier import TextClassifier
 
 NAME = "seq_length"
 

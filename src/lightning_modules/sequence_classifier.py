@@ -11,12 +11,13 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from data_modules.memory_task import MemoryBatch
-from src.checkpoints import MODEL_CLASS_KEY, check_model_class, load_module, stop_if_not_finite
-from src.models.sequence_classifier import LastStepClassifier
-from src.monitoring import RecurrentTrace
+from src.lightning_modules.checkpoint_identity import CheckpointIdentity
+from src.lightning_modules.finite_loss import stop_if_not_finite
+from src.models.last_step_classifier import LastStepClassifier
+from src.models.recurrent_trace import RecurrentTrace
 
 
-class SequenceClassifier(pl.LightningModule):
+class SequenceClassifier(CheckpointIdentity, pl.LightningModule):
     """Many-to-one classification of fixed-length token sequences: ``train/loss``, ``train/acc``, ``val/loss``,
     ``val/acc``, ``test/acc``. Implements the monitoring contract (src/monitoring.py), so the gradient-flow and
     hidden-state callbacks work on it.
@@ -88,12 +89,3 @@ class SequenceClassifier(pl.LightningModule):
     def configure_optimizers(self):
         return self.optimizer_factory(self.parameters())
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[MODEL_CLASS_KEY] = type(self).__name__
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        check_model_class(checkpoint, type(self).__name__, hint="use the config it was trained with")
-
-    @classmethod
-    def from_checkpoint(cls, path: str, map_location="cpu") -> "SequenceClassifier":
-        return load_module(cls, path, map_location)

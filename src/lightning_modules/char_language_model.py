@@ -13,16 +13,17 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from data_modules.char_text import UNK, CharBatch
-from src.checkpoints import MODEL_CLASS_KEY, check_model_class, load_module, stop_if_not_finite
-from src.errors import UserInputError
-from src.models.char_lm import CharRNN, add_one_log_probs, bits_per_char
-from src.monitoring import RecurrentTrace
-from src.optimization import configure_optimizers
+from src.lightning_modules.checkpoint_identity import CheckpointIdentity
+from src.lightning_modules.finite_loss import stop_if_not_finite
+from src.lightning_modules.optimization import configure_optimizers
+from src.models.char_rnn import CharRNN, add_one_log_probs, bits_per_char
+from src.models.recurrent_trace import RecurrentTrace
+from src.utils.errors import UserInputError
 
 UNK_INDEX = 0  # CharTextDataModule puts <unk> first
 
 
-class CharLanguageModel(pl.LightningModule):
+class CharLanguageModel(CheckpointIdentity, pl.LightningModule):
     """Next-character cross-entropy at every position; ``val/loss`` (nats), ``val/bpc``, ``val/perplexity``.
 
     ``vocab_size`` comes from the DataModule (linked in train.py). The character vocabulary and the
@@ -91,12 +92,12 @@ class CharLanguageModel(pl.LightningModule):
         self.bigram_log_probs = add_one_log_probs(torch.as_tensor(datamodule.bigram_counts))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[MODEL_CLASS_KEY] = type(self).__name__
+        super().on_save_checkpoint(checkpoint)
         checkpoint["vocabulary"] = self.vocabulary
         checkpoint["lowercase"] = self.lowercase
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        check_model_class(checkpoint, type(self).__name__, "the checkpoint", "use the config it was trained with")
+        super().on_load_checkpoint(checkpoint)
         vocabulary = checkpoint.get("vocabulary")
         if vocabulary is not None:
             if self.vocabulary is not None and self.vocabulary != vocabulary:
@@ -159,10 +160,6 @@ class CharLanguageModel(pl.LightningModule):
         return configure_optimizers(self.parameters(), self.optimizer_factory, self.scheduler_factory)
 
     # -- sampling from a checkpoint alone -----------------------------------------------------------------
-    @classmethod
-    def from_checkpoint(cls, path: str, map_location="cpu") -> "CharLanguageModel":
-        """``load_from_checkpoint`` with one-line errors for missing, truncated or foreign checkpoints."""
-        return load_module(cls, path, map_location)
 
     def encode_prime(self, prime: str) -> list[int]:
         """Characters -> ids; characters the vocabulary lacks become ``<unk>``, with one warning per call."""

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from src.models.recurrent import RecurrentStack
-from src.monitoring import RecurrentTrace, watch_gradient
+from src.models.recurrent_stack import RecurrentStack
+from src.models.recurrent_trace import RecurrentTrace, watch_gradient
 
 State = Union[Tensor, tuple[Tensor, Tensor]]  # h [layers, B, H], or (h, c) for LSTM
 

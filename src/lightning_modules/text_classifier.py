@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence
+from typing import Optional, Sequence
 
-import torch
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
 
-from data_modules.batching import TextBatch, pad_collate
-from data_modules.text import Vocabulary
-from src.checkpoints import MODEL_CLASS_KEY, check_model_class, load_module, stop_if_not_finite
-from src.errors import UserInputError
-from src.models.classifier import RNNClassifier
-from src.monitoring import RecurrentTrace
-from src.optimization import configure_optimizers
+from data_modules.batching import TextBatch
+from data_modules.vocabulary import Vocabulary
+from src.callbacks.prediction_writer import ClassifierPredictionWriter
+from src.lightning_modules.checkpoint_identity import CheckpointIdentity
+from src.lightning_modules.finite_loss import stop_if_not_finite
+from src.lightning_modules.optimization import configure_optimizers
+from src.models.recurrent_trace import RecurrentTrace
+from src.models.rnn_classifier import RNNClassifier
+from src.serving.prediction import Prediction
+from src.serving.pytorch_classifier import PyTorchClassifier
+from src.serving.word_importance import Explanation, explain
+from src.utils.errors import UserInputError
 
 
-class Prediction(NamedTuple):
-    probability: float  # P(label 1)
-    label: str  # the training data's own name for the predicted class
-
-
-class TextClassifier(pl.LightningModule):
+class TextClassifier(CheckpointIdentity, pl.LightningModule):
     """Binary text classifier with BCE-with-logits; val/test accuracy, F1 and AUROC.
 
     ``vocab_size`` and ``pad_index`` come from the DataModule (linked in train.py). The vocabulary, label
@@ -109,13 +109,13 @@ class TextClassifier(pl.LightningModule):
         self.print(f"GloVe: initialised {len(words)} of {len(self.vocabulary)} embedding rows from {path}")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[MODEL_CLASS_KEY] = type(self).__name__
+        super().on_save_checkpoint(checkpoint)
         checkpoint["vocabulary"] = self.vocabulary.tokens if self.vocabulary is not None else None
         checkpoint["label_names"] = self.label_names
         checkpoint["max_len"] = self.max_len
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        check_model_class(checkpoint, type(self).__name__, "the checkpoint", "use the config it was trained with")
+        super().on_load_checkpoint(checkpoint)
         tokens = checkpoint.get("vocabulary")
         if tokens is not None:
             if self.vocabulary is not None and self.vocabulary.tokens != tokens:
@@ -162,46 +162,25 @@ class TextClassifier(pl.LightningModule):
         return self.net(batch.tokens.to(self.device), batch.lengths).trace
 
     def configure_callbacks(self):
-        from src.prediction_writer import ClassifierPredictionWriter
-
         return [ClassifierPredictionWriter()]  # acts in `train.py predict` only
 
     def configure_optimizers(self):
         return configure_optimizers(self.parameters(), self.optimizer_factory, self.scheduler_factory)
 
-    # -- inference from a checkpoint alone ---------------------------------------------------------------
-    @classmethod
-    def from_checkpoint(cls, path: str, map_location="cpu") -> "TextClassifier":
-        """``load_from_checkpoint`` with one-line errors for missing, truncated or foreign checkpoints."""
-        return load_module(cls, path, map_location)
-
-    def encode_texts(self, texts: Sequence[str]) -> list[list[int]]:
+    # -- inference ------------------------------------------------------------------------------------------
+    def served(self) -> PyTorchClassifier:
+        """This module's network with its vocabulary, as the serving code runs it (src/serving/)."""
         if self.vocabulary is None:
             raise UserInputError("this model has no vocabulary: load it from a checkpoint written by train.py")
-        return [self.vocabulary.encode_text(t, self.max_len) for t in texts]
+        return PyTorchClassifier(self.net, self.vocabulary, self.label_names, self.max_len, dict(self.hparams))
 
-    @torch.no_grad()
     def predict_proba(self, texts: Sequence[str], batch_size: int = 256) -> list[float]:
-        """P(label 1) per text. Texts are batched by length; empty or all-unknown texts get a probability too."""
-        was_training = self.training
-        self.eval()
-        encoded = self.encode_texts(texts)
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        probabilities = [0.0] * len(encoded)
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            batch = pad_collate([(encoded[i], 0.0) for i in rows], self.hparams.pad_index)
-            p = torch.sigmoid(self(batch.tokens.to(self.device), batch.lengths).float()).cpu()
-            for i, value in zip(rows, p.tolist()):
-                probabilities[i] = value
-        self.train(was_training)
-        return probabilities
+        """P(label 1) per text (see ``ServedClassifier.predict_proba``)."""
+        return self.served().predict_proba(texts, batch_size)
 
     def predict_texts(self, texts: Sequence[str], batch_size: int = 256, threshold: float = 0.5) -> list[Prediction]:
-        return [Prediction(p, self.label_names[int(p >= threshold)]) for p in self.predict_proba(texts, batch_size)]
+        return self.served().predict_texts(texts, batch_size, threshold)
 
-    def explain(self, text: str, n_steps: int = 50):
-        """Word importance for one text: Integrated Gradients and occlusion per token (see src/explain.py)."""
-        from src.explain import explain
-
-        return explain(self, text, n_steps)
+    def explain(self, text: str, n_steps: int = 50) -> Explanation:
+        """Word importance for one text: Integrated Gradients and occlusion per token (src/serving/word_importance.py)."""
+        return explain(self.served(), text, n_steps)

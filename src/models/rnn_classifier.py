@@ -7,8 +7,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from src.models.recurrent import RecurrentOutput, RecurrentStack, check_choice, last_valid
-from src.monitoring import RecurrentTrace, mask_from_lengths, watch_gradient
+from src.models.recurrent_stack import RecurrentOutput, RecurrentStack, check_choice, last_valid
+from src.models.recurrent_trace import RecurrentTrace, mask_from_lengths, watch_gradient
 
 POOLINGS = ("last", "mean", "max")
 

@@ -27,12 +27,13 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from data_modules.poetry import PoemBatch
-from src.checkpoints import MODEL_CLASS_KEY, check_model_class, load_module, stop_if_not_finite
-from src.errors import UserInputError
-from src.models.autoencoder import DECODER_INPUTS, RNNAutoencoder
-from src.models.recurrent import CELLS
-from src.monitoring import RecurrentTrace
-from src.optimization import configure_optimizers
+from src.lightning_modules.checkpoint_identity import CheckpointIdentity
+from src.lightning_modules.finite_loss import stop_if_not_finite
+from src.lightning_modules.optimization import configure_optimizers
+from src.models.recurrent_stack import CELLS
+from src.models.recurrent_trace import RecurrentTrace
+from src.models.rnn_autoencoder import DECODER_INPUTS, RNNAutoencoder
+from src.utils.errors import UserInputError
 
 DEFAULT_CURRICULUM = [[20, 15], [35, 20], [50, 15]]  # the reference notebook's phases: (max_len, epochs)
 
@@ -111,7 +112,7 @@ class ReconstructionScores(Metric):
                 "cosine": (self.cosine / words).float(), "word_recovery": (self.recovered / words).float()}
 
 
-class CurriculumAutoencoder(pl.LightningModule):
+class CurriculumAutoencoder(CheckpointIdentity, pl.LightningModule):
     """RNN autoencoder of word-vector sequences with a sequence-length curriculum.
 
     ``input_dim`` comes from the DataModule (``data.embedding_dim``, linked in train.py). The vocabulary, its
@@ -225,7 +226,7 @@ class CurriculumAutoencoder(pl.LightningModule):
         self._val_poems = datamodule.split_poems.get("val", [])
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[MODEL_CLASS_KEY] = type(self).__name__
+        super().on_save_checkpoint(checkpoint)
         checkpoint["vocabulary"] = self.vocabulary
         checkpoint["vocab_vectors"] = self.vocab_vectors.detach().cpu()
         checkpoint["mean_vector"] = self.mean_vector.detach().cpu()
@@ -235,7 +236,7 @@ class CurriculumAutoencoder(pl.LightningModule):
         checkpoint["data_report"] = dict(self.data_report)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        check_model_class(checkpoint, type(self).__name__, "the checkpoint", "use the config it was trained with")
+        super().on_load_checkpoint(checkpoint)
         trained_dim = checkpoint.get("hyper_parameters", {}).get("input_dim", self.hparams.input_dim)
         if trained_dim != self.hparams.input_dim:
             raise UserInputError(f"the checkpoint was trained on {trained_dim}-d word vectors but this data has "
@@ -249,10 +250,6 @@ class CurriculumAutoencoder(pl.LightningModule):
         self.tokenizer = dict(checkpoint.get("tokenizer", self.tokenizer))
         self.data_report = dict(checkpoint.get("data_report", {}))
 
-    @classmethod
-    def from_checkpoint(cls, path: str, map_location="cpu") -> "CurriculumAutoencoder":
-        """``load_from_checkpoint`` with one-line errors for missing, truncated or foreign checkpoints."""
-        return load_module(cls, path, map_location)
 
     # -- curriculum -----------------------------------------------------------------------------------------
     def curriculum_phase(self, epoch: Optional[int] = None) -> tuple[int, Optional[int]]:

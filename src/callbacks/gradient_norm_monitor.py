@@ -12,9 +12,9 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from src.callbacks.common import (PendingSteps, add_layout, check_every_n_steps, due, flush_scalars, log_scalars,
-                                  run_dir, tensorboard_writer)
-from src.errors import UserInputError
+from src.callbacks.tensorboard_output import add_layout, flush_scalars, log_scalars, run_dir, tensorboard_writer
+from src.callbacks.trace_arming import PendingSteps, check_every_n_steps, due
+from src.utils.errors import UserInputError
 
 
 def layer_grad_norms(module_or_parameters: Union[nn.Module, Sequence[tuple[str, Tensor]]], norm_type: float = 2.0,

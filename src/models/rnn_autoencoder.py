@@ -21,8 +21,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor, nn
 
-from src.models.recurrent import RecurrentStack, check_choice
-from src.monitoring import RecurrentTrace, mask_from_lengths, watch_gradient
+from src.models.recurrent_stack import RecurrentStack, check_choice
+from src.models.recurrent_trace import RecurrentTrace, mask_from_lengths, watch_gradient
 
 DECODER_INPUTS = ("previous_output", "teacher_forcing", "bottleneck")
 

@@ -17,10 +17,17 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
 from src.callbacks.charts import LogCurveChart, heatmap
-from src.callbacks.common import (TraceArmingCallback, add_layout, check_every_n_steps, flush_scalars,
-                                  log_scalars, pad_stack, run_dir, tensorboard_writer, write_image)
-from src.errors import UserInputError
-from src.monitoring import RecurrentTrace
+from src.callbacks.tensorboard_output import (
+    add_layout,
+    flush_scalars,
+    log_scalars,
+    run_dir,
+    tensorboard_writer,
+    write_image,
+)
+from src.callbacks.trace_arming import TraceArmingCallback, check_every_n_steps, pad_stack
+from src.models.recurrent_trace import RecurrentTrace
+from src.utils.errors import UserInputError
 
 ALIGNMENTS = ("end", "start")
 

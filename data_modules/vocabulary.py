@@ -11,8 +11,8 @@ from collections import Counter
 from itertools import chain
 from typing import Iterable, Optional, Sequence
 
-_HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
+HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
 
 PAD, UNK = "<pad>", "<unk>"
 
@@ -21,8 +21,8 @@ def tokenize(text: str) -> list[str]:
     """Lowercased words and numbers (apostrophes inside a word kept); HTML line breaks are spaces."""
     text = text.lower().replace("<br />", " ")  # IMDB's own spelling, replaced at C speed
     if "<br" in text:
-        text = _HTML_BREAK.sub(" ", text)
-    return _WORD.findall(text)
+        text = HTML_BREAK.sub(" ", text)
+    return WORD.findall(text)
 
 
 class Vocabulary:

@@ -17,10 +17,18 @@ from lightning_utilities.core.apply_func import apply_to_collection
 from torch import Tensor
 
 from src.callbacks.charts import GAP, WHITE, levels, palette_image
-from src.callbacks.common import (TraceArmingCallback, add_layout, check_every_n_steps, flush_scalars,
-                                  log_scalars, run_dir, tensorboard_writer, write_histogram, write_image)
-from src.errors import UserInputError
-from src.monitoring import RecurrentTrace, is_traceable
+from src.callbacks.tensorboard_output import (
+    add_layout,
+    flush_scalars,
+    log_scalars,
+    run_dir,
+    tensorboard_writer,
+    write_histogram,
+    write_image,
+)
+from src.callbacks.trace_arming import TraceArmingCallback, check_every_n_steps
+from src.models.recurrent_trace import RecurrentTrace, is_traceable
+from src.utils.errors import UserInputError
 
 STATS = ("saturation", "mean_abs", "std", "temporal_variance")
 

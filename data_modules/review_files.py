@@ -12,7 +12,8 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from src.errors import UserInputError
+from data_modules.text_files import decode_utf8
+from src.utils.errors import UserInputError
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
            ".parquet": "parquet", ".pq": "parquet"}
@@ -31,17 +32,6 @@ def check_file(path: str | os.PathLike, what: str = "data file") -> Path:
     return p
 
 
-def check_utf8(path: Path) -> None:
-    """Fail with the byte offset of the first invalid UTF-8 sequence, which pandas would not tell."""
-    data = path.read_bytes()
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UserInputError(
-            f"{path} is not UTF-8: invalid byte 0x{data[e.start]:02x} at byte offset {e.start}; "
-            f"re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
-
-
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
     """A review file -> DataFrame, by its extension: .csv, .tsv, .jsonl/.json, .parquet."""
     p = check_file(path)
@@ -51,7 +41,7 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     try:
         if kind == "parquet":
             return pd.read_parquet(p)
-        check_utf8(p)
+        decode_utf8(p.read_bytes(), p)  # pandas would not say where a bad byte is
         if kind == "jsonl":
             return pd.read_json(p, lines=True, dtype=False)
         return pd.read_csv(p, sep="\t" if kind == "tsv" else ",", dtype=str, keep_default_na=False)
