@@ -43,7 +43,10 @@ class RNNLabCLI(LightningCLI):
 def check_ckpt_arg(argv: list[str]) -> None:
     """A missing or truncated ``--ckpt_path`` fails here in one line, before LightningCLI reads it."""
     for i, arg in enumerate(argv):
-        path = argv[i + 1] if arg == "--ckpt_path" and i + 1 < len(argv) else arg.partition("=")[2] if arg.startswith("--ckpt_path=") else None
+        if arg == "--ckpt_path":
+            path = argv[i + 1] if i + 1 < len(argv) else None
+        else:
+            path = arg.partition("=")[2] if arg.startswith("--ckpt_path=") else None
         if path and path not in ("last", "best", "hpc", "registry", "null"):
             read_checkpoint(path)
 

@@ -127,7 +127,8 @@ def fit_once(callbacks: list[pl.Callback], epochs: int, root: str, accelerator: 
                            optimizer=partial(torch.optim.Adam, lr=0.003))
     timer = EpochTimer()
     trainer = pl.Trainer(max_epochs=epochs, gradient_clip_val=5.0, log_every_n_steps=10, accelerator=accelerator,
-                         precision=precision, devices=1, callbacks=[*(map(timer.time_hooks, callbacks) if time_hooks else callbacks), timer],
+                         precision=precision, devices=1,
+                         callbacks=[*(map(timer.time_hooks, callbacks) if time_hooks else callbacks), timer],
                          logger=TensorBoardLogger(root), enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False)
     trainer.fit(model, datamodule=data)

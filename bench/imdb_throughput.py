@@ -257,7 +257,7 @@ def run(argv: Optional[list[str]] = None) -> None:
         if name == "ref":
             model, seconds = train_reference(train, datamodule.vocab_size, size["epochs"], device, seed=args.seed)
             model.eval()
-            acc = accuracy(lambda t, l: model(t, l.tolist()), held_out, device)
+            acc = accuracy(lambda tokens, lengths, model=model: model(tokens, lengths.tolist()), held_out, device)
         else:
             model, seconds = train_ours(datamodule, settings, size["epochs"], device, args.precision, seed=args.seed)
             model.to(device).eval()

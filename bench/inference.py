@@ -129,7 +129,7 @@ def main(argv=None) -> dict:
     reference = logits["PyTorch fp32 eager"]
 
     # Throughput at batch 256: whole passes, backends interleaved, the median pass per backend.
-    for name, run in runners.items():  # warm-up: allocations, ORT's first-run planning
+    for run in runners.values():  # warm-up: allocations, ORT's first-run planning
         run(batches[-1][1].tokens, batches[-1][1].lengths)
     # Interleaved per batch (each backend runs the batch in turn, the order rotating): on a shared machine load
     # comes in regimes of seconds, which whole passes per backend (~1 s each) caught unevenly.
@@ -181,8 +181,10 @@ def main(argv=None) -> dict:
 def report(results: dict) -> None:
     rows = results["backends"]
     base = rows["PyTorch fp32 eager"]
-    print(f"{results['reviews']} IMDB validation reviews (mean {results['mean_tokens']:.0f} tokens), {results['machine']}")
-    print("| backend | p50 ms (b=1) | p95 ms (b=1) | reviews/s (b=256) | x fp32 | file MB | accuracy | agreement | max |dlogit| |")
+    print(f"{results['reviews']} IMDB validation reviews (mean {results['mean_tokens']:.0f} tokens), "
+          f"{results['machine']}")
+    print("| backend | p50 ms (b=1) | p95 ms (b=1) | reviews/s (b=256) | x fp32 | file MB | accuracy | agreement "
+          "| max |dlogit| |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {r['latency_p50_ms']:.2f} | {r['latency_p95_ms']:.2f} | {r['throughput_per_s']:.0f} | "
@@ -190,7 +192,8 @@ def report(results: dict) -> None:
               f"{r['agreement_with_fp32']:.4f} | {r['max_logit_difference']:.1e} |")
     for name in ("PyTorch int8 dynamic", "ONNX Runtime fp32", "ONNX Runtime int8 dynamic"):
         r = rows[name]
-        print(f"ratio {name} / fp32 eager throughput at batch 256: {r['throughput_per_s'] / base['throughput_per_s']:.2f}x, "
+        ratio = r['throughput_per_s'] / base['throughput_per_s']
+        print(f"ratio {name} / fp32 eager throughput at batch 256: {ratio:.2f}x, "
               f"accuracy {100 * (r['accuracy'] - base['accuracy']):+.2f} points")
 
 

@@ -94,7 +94,8 @@ class IMDBDataModule(TextClassificationDataModule):
             data = datasets.load_dataset(HF_NAME)
         except Exception as e:  # offline, no cache, hub error: datasets raises several types for these
             reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise UserInputError(f"could not load {HF_NAME} from the Hugging Face Hub ({reason}); {LOCAL_HINT}") from None
+            raise UserInputError(f"could not load {HF_NAME} from the Hugging Face Hub ({reason}); "
+                                 f"{LOCAL_HINT}") from None
         return {split: (list(data[split]["text"]), np.asarray(data[split]["label"], dtype=np.int64))
                 for split in ("train", "test")}
 

@@ -93,7 +93,8 @@ class MemoryTaskDataModule(pl.LightningDataModule):
         if self.datasets:
             return
         for split, n in self.sizes.items():
-            data = memory_sequences(n, self.seq_length, self.num_symbols, self.seed * len(SPLIT_OFFSETS) + SPLIT_OFFSETS[split])
+            seed = self.seed * len(SPLIT_OFFSETS) + SPLIT_OFFSETS[split]
+            data = memory_sequences(n, self.seq_length, self.num_symbols, seed)
             self.datasets[split] = MemoryDataset(data)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

@@ -51,7 +51,10 @@ def synthetic_reviews(n_samples: int, seed: int) -> tuple[list[str], np.ndarray]
     texts, labels = [], np.zeros(n_samples, dtype=np.int64)
     for i in range(n_samples):
         positive = i % 2 == 0
-        templates, words, end = (POSITIVE_TEMPLATES, POSITIVE_WORDS, "!") if positive else (NEGATIVE_TEMPLATES, NEGATIVE_WORDS, ".")
+        if positive:
+            templates, words, end = POSITIVE_TEMPLATES, POSITIVE_WORDS, "!"
+        else:
+            templates, words, end = NEGATIVE_TEMPLATES, NEGATIVE_WORDS, "."
         review = templates[rng.integers(len(templates))]
         for _ in range(rng.integers(0, 3)):
             review += f" {words[rng.integers(len(words))].capitalize()}{end}"
@@ -103,7 +106,8 @@ class ReviewsDataModule(TextClassificationDataModule):
                 raise UserInputError(f"every row of {self.path} has an empty {self.text_column!r}; "
                                      "is --data.text_column the review column?")
             if empty.any():
-                warnings.warn(f"skipped {int(empty.sum())} of {len(text)} rows of {self.path} with empty text")
+                warnings.warn(f"skipped {int(empty.sum())} of {len(text)} rows of {self.path} with empty text",
+                              stacklevel=2)
             frame = frame[~empty.to_numpy()]
             labels, names = normalize_labels(frame[self.label_column], f"{self.label_column!r} of {self.path}")
             texts = frame[self.text_column].astype(str).tolist()

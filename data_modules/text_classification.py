@@ -59,7 +59,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
             raise UserInputError(f"val_fraction={val_fraction} must be between 0 and 1 (e.g. 0.1)")
-        self.batch_size, self.max_len, self.max_vocab_size, self.min_freq = batch_size, max_len, max_vocab_size, min_freq
+        self.batch_size, self.max_len = batch_size, max_len
+        self.max_vocab_size, self.min_freq = max_vocab_size, min_freq
         self.val_fraction, self.seed, self.num_workers = val_fraction, seed, num_workers
         self.bucket_batches, self.cache_dir = bucket_batches, cache_dir
         self.vocabulary: Optional[Vocabulary] = None
@@ -107,7 +108,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.vocabulary, self.label_names = Vocabulary(meta["vocabulary"]), meta["label_names"]
         for split in SPLITS:
             if f"{split}_offsets" in cached:
-                self.datasets[split] = EncodedTexts(cached[f"{split}_ids"], cached[f"{split}_offsets"], cached[f"{split}_labels"])
+                self.datasets[split] = EncodedTexts(cached[f"{split}_ids"], cached[f"{split}_offsets"],
+                                                    cached[f"{split}_labels"])
 
     def _encode_from_source(self) -> dict[str, np.ndarray]:
         raw, label_names = self.read_splits()
@@ -122,8 +124,10 @@ class TextClassificationDataModule(pl.LightningDataModule):
         vocabulary = Vocabulary.build(tokens["train"], self.max_vocab_size, self.min_freq)
         arrays = {"meta": np.array(json.dumps({"vocabulary": vocabulary.tokens, "label_names": label_names}))}
         for split, seqs in tokens.items():
-            encoded = EncodedTexts.from_sequences([vocabulary.encode(s) or [vocabulary.unk_index] for s in seqs], labels[split])
-            arrays |= {f"{split}_ids": encoded.ids, f"{split}_offsets": encoded.offsets, f"{split}_labels": encoded.labels}
+            ids = [vocabulary.encode(s) or [vocabulary.unk_index] for s in seqs]
+            encoded = EncodedTexts.from_sequences(ids, labels[split])
+            arrays |= {f"{split}_ids": encoded.ids, f"{split}_offsets": encoded.offsets,
+                       f"{split}_labels": encoded.labels}
         return arrays
 
     # -- loaders ------------------------------------------------------------------------------------------

@@ -45,7 +45,8 @@ def predict_file(ckpt_path: str, input_path: str, output_path: str, batch_size: 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt_path", required=True, help="a TextClassifier checkpoint (.ckpt) or an exported model.onnx")
+    parser.add_argument("--ckpt_path", required=True,
+                        help="a TextClassifier checkpoint (.ckpt) or an exported model.onnx")
     parser.add_argument("--input", required=True, help="UTF-8 text file, one review per line")
     parser.add_argument("--output", required=True, help="CSV to write (text,probability,label)")
     parser.add_argument("--batch_size", type=int, default=256)

@@ -19,7 +19,8 @@ def test_embedding_rows_start_from_the_glove_vectors(tmp_path):
     cli = cli_main(["fit", "--config", str(ROOT / "configs/reviews.yaml"), "--model.embedding_dim", "8",
                     "--model.glove_path", str(tmp_path / "g.txt"), "--trainer.max_epochs", "1",
                     "--trainer.limit_train_batches", "0", "--data.n_samples", "100",
-                    "--trainer.default_root_dir", str(tmp_path / "run"), "--data.cache_dir", str(tmp_path / "c"), *QUIET])
+                    "--trainer.default_root_dir", str(tmp_path / "run"), "--data.cache_dir", str(tmp_path / "c"),
+                    *QUIET])
     model = cli.model
     row = model.vocabulary.index["terrible"]
     torch.testing.assert_close(model.net.embedding.weight[row].detach(), torch.from_numpy(vectors["terrible"]))

@@ -41,7 +41,8 @@ def test_parquet_pair_and_limit(tmp_path, cache_dir):
 
 def test_single_50k_style_csv_holds_out_a_test_split(tmp_path, cache_dir):
     path = tmp_path / "IMDB Dataset.csv"
-    pd.DataFrame({"review": (POS + NEG) * 5, "sentiment": (["positive"] * 4 + ["negative"] * 4) * 5}).to_csv(path, index=False)
+    sentiments = (["positive"] * 4 + ["negative"] * 4) * 5
+    pd.DataFrame({"review": (POS + NEG) * 5, "sentiment": sentiments}).to_csv(path, index=False)
     dm = IMDBDataModule(source=str(path), test_fraction=0.5, cache_dir=cache_dir)
     dm.setup("fit")
     assert len(dm.datasets["test"]) == 20

@@ -24,8 +24,8 @@ from train import cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--data.n_samples", "300", "--data.max_len", "30", "--model.embedding_dim", "16", "--model.hidden_size", "16",
-         "--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-         "--trainer.accelerator", "cpu"]
+         "--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false",
+         "--trainer.enable_model_summary", "false", "--trainer.accelerator", "cpu"]
 TEXT = "the acting was brilliant but the plot was terrible and boring"
 
 
@@ -210,7 +210,8 @@ def test_onnx_without_its_vocabulary_is_refused(exported, tmp_path, capsys):
         OnnxClassifier(str(alone))
     (tmp_path / "in.txt").write_text("great film\n", encoding="utf-8")
     with pytest.raises(SystemExit) as stop:
-        predict_cli.main(["--ckpt_path", str(alone), "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "p.csv")])
+        predict_cli.main(["--ckpt_path", str(alone), "--input", str(tmp_path / "in.txt"),
+                          "--output", str(tmp_path / "p.csv")])
     err = capsys.readouterr().err.strip()
     assert stop.value.code == 2 and err.startswith("error: no vocab.json") and len(err.splitlines()) == 1
 

@@ -60,7 +60,8 @@ def test_missing_file_names_the_path_and_option(tmp_path, cache_dir):
 def test_wrong_column_lists_the_columns_and_the_flag(tmp_path, cache_dir):
     path = reviews_file(tmp_path)
     dm = ReviewsDataModule(path=str(path), text_column="text", label_column="sentiment", cache_dir=cache_dir)
-    with pytest.raises(UserInputError, match=r"no column 'text'; its columns are \['review', 'sentiment'\].*--data\.text_column"):
+    expected = r"no column 'text'; its columns are \['review', 'sentiment'\].*--data\.text_column"
+    with pytest.raises(UserInputError, match=expected):
         dm.setup("fit")
 
 

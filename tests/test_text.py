@@ -25,7 +25,8 @@ def test_encode_text_never_returns_an_empty_sequence_and_truncates():
 
 
 def test_vocabulary_is_fitted_on_the_training_split_only(tmp_path, cache_dir):
-    rows = ["text,label"] + [f"common trainword{i} good,1" for i in range(40)] + [f"common other{i} bad,0" for i in range(40)]
+    rows = ["text,label"] + [f"common trainword{i} good,1" for i in range(40)]
+    rows += [f"common other{i} bad,0" for i in range(40)]
     path = tmp_path / "r.csv"
     path.write_text("\n".join(rows) + "\n")
     dm = ReviewsDataModule(path=str(path), val_fraction=0.2, test_fraction=0.2, cache_dir=cache_dir, min_freq=1)
@@ -42,7 +43,11 @@ def test_encoded_splits_are_cached_and_reused(tmp_path, cache_dir, monkeypatch):
     dm = ReviewsDataModule(n_samples=200, cache_dir=cache_dir)
     dm.setup("fit")
     calls = []
-    monkeypatch.setattr(ReviewsDataModule, "read_splits", lambda self: calls.append(1) or (_ for _ in ()).throw(AssertionError))
+    def read_splits(self):
+        calls.append(1)
+        raise AssertionError("the cache should have been used")
+
+    monkeypatch.setattr(ReviewsDataModule, "read_splits", read_splits)
     again = ReviewsDataModule(n_samples=200, cache_dir=cache_dir)
     again.setup("fit")
     assert calls == [] and again.vocabulary == dm.vocabulary

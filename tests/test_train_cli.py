@@ -14,7 +14,8 @@ from src.lightning_modules.text_classifier import TextClassifier
 from train import cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", "--trainer.accelerator", "cpu"]
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+         "--trainer.accelerator", "cpu"]
 
 
 def scalars(run_dir: Path) -> dict[str, list[float]]:
@@ -66,8 +67,8 @@ def test_checkpoint_alone_predicts_identically_and_loads_weights_only(trained, t
     inp = tmp_path / "in.txt"
     inp.write_text("great film, loved it\nthe worst movie, avoid\n\nzzqx wvvb\n")
     out = tmp_path / "p.csv"
-    subprocess.run([sys.executable, "-m", "src.predict", "--ckpt_path", str(ckpt), "--input", str(inp), "--output", str(out)],
-                   cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "src.predict", "--ckpt_path", str(ckpt), "--input", str(inp),
+                    "--output", str(out)], cwd=ROOT, check=True, capture_output=True)
     frame = pd.read_csv(out, keep_default_na=False)
     assert list(frame.columns) == ["text", "probability", "label"] and len(frame) == 4 and frame.text[2] == ""
 
@@ -95,10 +96,12 @@ def run_train(*args, cwd=ROOT):
 def test_user_errors_end_in_one_line_without_traceback(trained, tmp_path):
     _, run = trained
     cases = {
-        "data file not found": ["fit", "--config", "configs/reviews.yaml", "--data.path", str(tmp_path / "missing.csv")],
+        "data file not found": ["fit", "--config", "configs/reviews.yaml",
+                                "--data.path", str(tmp_path / "missing.csv")],
         "bogus_key": ["fit", "--config", "configs/reviews.yaml", "--model.init_args.bogus_key", "1"],
         "cannot be read": ["test", "--config", "configs/reviews.yaml", "--ckpt_path", str(tmp_path / "trunc.ckpt")],
-        "checkpoint not found": ["test", "--config", "configs/reviews.yaml", "--ckpt_path", str(tmp_path / "nope.ckpt")],
+        "checkpoint not found": ["test", "--config", "configs/reviews.yaml",
+                                 "--ckpt_path", str(tmp_path / "nope.ckpt")],
     }
     data = (run / "checkpoints" / "last.ckpt").read_bytes()
     (tmp_path / "trunc.ckpt").write_bytes(data[: len(data) // 2])
@@ -147,11 +150,12 @@ def test_non_finite_loss_stops_before_the_last_good_checkpoint_is_overwritten(tm
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes(tmp_path):
     result = run_train("fit", "--config", "configs/reviews.yaml", "--trainer.strategy", "ddp", "--trainer.devices", "2",
-                       "--trainer.max_epochs", "2", "--data.n_samples", "600", "--trainer.default_root_dir", str(tmp_path),
-                       "--data.cache_dir", str(tmp_path / "cache"), *QUIET)
+                       "--trainer.max_epochs", "2", "--data.n_samples", "600",
+                       "--trainer.default_root_dir", str(tmp_path), "--data.cache_dir", str(tmp_path / "cache"), *QUIET)
     assert result.returncode == 0, result.stderr[-3000:]
     tags = scalars(tmp_path / "lightning_logs")
     assert len(list((tmp_path / "lightning_logs").iterdir())) == 1  # rank zero alone logs
     # 600 reviews -> 486 train; each of the 2 ranks sees half of them: ceil(243 / 32) = 8 steps per epoch.
-    assert torch.load(tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)["global_step"] == 16
+    last = torch.load(tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)
+    assert last["global_step"] == 16
     assert tags["val/acc"][-1] >= 0.9

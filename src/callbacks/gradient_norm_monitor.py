@@ -29,7 +29,9 @@ def layer_grad_norms(module_or_parameters: Union[nn.Module, Sequence[tuple[str, 
     but that walks the whole module tree (torchmetrics metrics too) and builds its dict on every call, 0.25 ms a
     step on the default run's small model, so the callback passes the ``(name, parameter)`` list it took once.
     """
-    named = module_or_parameters.named_parameters() if isinstance(module_or_parameters, nn.Module) else module_or_parameters
+    named = module_or_parameters
+    if isinstance(named, nn.Module):
+        named = named.named_parameters()
     measured = tensor_grad_norms(named, norm_type)
     if measured is None:
         return {}

@@ -113,11 +113,11 @@ def run(args) -> Path:
             variances = np.nanvar(v, axis=1)
             var_mean, var_std = mean_std(variances)
             by_label = {LABEL_NAMES[k]: float(np.nanmean(v[np.array(labels) == k])) for k in (1, 0)}
+            probe = {f"{k} (probe reviews)": stats[k] for k in ("saturation", "mean_abs", "temporal_variance")}
             rows.append({"cell": cell, "state": state, "mean norm": float(np.nanmean(v)),
                          "norm variance over time (mean)": var_mean, "norm variance over time (std)": var_std,
-                         "variance per review": variances.tolist(), **{f"mean norm, {k}": x for k, x in by_label.items()},
-                         **({f"{k} (probe reviews)": stats[k] for k in ("saturation", "mean_abs",
-                                                                        "temporal_variance")} if state == "hidden" else {})})
+                         "variance per review": variances.tolist(),
+                         **{f"mean norm, {k}": x for k, x in by_label.items()}, **(probe if state == "hidden" else {})})
         key = "rnn_l0/saturation"
         logged = [(r["step"], r["values"][key]) for r in monitor.records if key in r["values"]]
         training[cell] = {"first step": logged[0] if logged else None, "last step": logged[-1] if logged else None}
@@ -175,7 +175,8 @@ def observations(rows: list[dict]) -> str:
     if rnn and lstm:
         a, b = rnn["temporal_variance (probe reviews)"], lstm["temporal_variance (probe reviews)"]
         lines.append(f"- Step-to-step change of the hidden state (temporal variance): vanilla RNN {a:.3g}, LSTM "
-                     f"{b:.3g} ({a / b:.3g} x)." if b > 0 else f"- Temporal variance: vanilla RNN {a:.3g}, LSTM {b:.3g}.")
+                     f"{b:.3g} ({a / b:.3g} x)." if b > 0
+                     else f"- Temporal variance: vanilla RNN {a:.3g}, LSTM {b:.3g}.")
         va, vb = rnn["norm variance over time (mean)"], lstm["norm variance over time (mean)"]
         lines.append(f"- Notebook 002's statistic, the variance of ||h_t|| over a review, is "
                      f"{'larger' if va > vb else 'smaller'} for the vanilla RNN ({va:.3g}) than for the LSTM "
@@ -227,8 +228,8 @@ def plot_dynamics(series: dict, labels: list[int], s: DynamicsSettings):
 
 
 def cli(argv: Optional[Sequence[str]] = None) -> Path:
-    return main(run, NAME, "Hidden- and cell-state norms and saturation of a vanilla RNN and an LSTM over IMDB reviews.",
-                imdb=True, argv=argv)
+    return main(run, NAME, "Hidden- and cell-state norms and saturation of a vanilla RNN and an LSTM over IMDB "
+                "reviews.", imdb=True, argv=argv)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,16 @@ import numpy as np
 
 from src.callbacks.gradient_flow_monitor import GradientFlowMonitor, summarize
 from src.experiments.memory import CHANCE, Settings, Variant, final_accuracy, memory_run, slug
-from src.experiments.report import machine, mean_std, new_figure, save_figure, settings_table, table, write_report
+from src.experiments.report import (
+    QUICK_NOTE,
+    machine,
+    mean_std,
+    new_figure,
+    save_figure,
+    settings_table,
+    table,
+    write_report,
+)
 from src.experiments.runner import main
 
 NAME = "initialization"
@@ -55,9 +64,9 @@ def run(args) -> Path:
             accs, first, last, diverged, steps = [], [], [], [], 0
             for seed in s.task.seeds:
                 monitor = GradientFlowMonitor(every_n_steps=s.flow_every_n_steps, horizon_threshold=HORIZON_THRESHOLD)
+                name = slug(scheme.recurrent_init + "_" + scheme.nonlinearity)
                 result = memory_run(replace(scheme, lengths=(length,)), length, seed, s.task, args.log_dir,
-                                    args.accelerator, callbacks=[monitor],
-                                    run_name=f"{slug(scheme.recurrent_init + '_' + scheme.nonlinearity)}_T{length}_seed{seed}")
+                                    args.accelerator, callbacks=[monitor], run_name=f"{name}_T{length}_seed{seed}")
                 accs.append(final_accuracy(result))
                 steps = result.steps
                 if result.diverged:
@@ -108,7 +117,7 @@ def intro(s: InitSettings, quick: bool) -> str:
             "over seeds). Plots: `accuracy_by_init.png`, `gradient_per_timestep.png` (seed 0, first and last "
             "logged step).")
     if quick:
-        text = "**Quick variant (`--quick`): a pipeline check with a tiny budget; the numbers mean nothing.**\n\n" + text
+        text = QUICK_NOTE + text
     return text
 
 

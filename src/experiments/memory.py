@@ -22,7 +22,16 @@ import pytorch_lightning as pl
 import torch
 
 from data_modules.memory_task import MemoryTaskDataModule
-from src.experiments.report import machine, mean_std, new_figure, save_figure, settings_table, table, write_report
+from src.experiments.report import (
+    QUICK_NOTE,
+    machine,
+    mean_std,
+    new_figure,
+    save_figure,
+    settings_table,
+    table,
+    write_report,
+)
 from src.experiments.runner import RunResult, fit, main
 from src.lightning_modules.sequence_classifier import SequenceClassifier
 
@@ -112,8 +121,8 @@ def run(args) -> Path:
                          "diverged": [r.diverged for r in runs.values() if r.diverged],
                          "curves": {str(seed): [(h["step"], h.get("val/acc")) for h in r.history]
                                     for seed, r in runs.items()}})
-            print(f"{variant.label:>22} T={length:<4} acc {mean:.3f} +- {std:.3f}  ({sum(r.wall_s for r in runs.values()):.0f} s)",
-                  flush=True)
+            wall_s = sum(r.wall_s for r in runs.values())
+            print(f"{variant.label:>22} T={length:<4} acc {mean:.3f} +- {std:.3f}  ({wall_s:.0f} s)", flush=True)
     wall = time.perf_counter() - start
     args.output.mkdir(parents=True, exist_ok=True)
     save_figure(plot_accuracy(rows, s), args.output / "accuracy_vs_length.png")
@@ -134,7 +143,7 @@ def intro(s: Settings, quick: bool) -> str:
             "Reproduce with `python -m src.experiments.memory`; the TensorBoard logs of every run are under "
             "`lightning_logs/experiments/memory/`. Plots: `accuracy_vs_length.png`, `learning_curves.png`.")
     if quick:
-        text = "**Quick variant (`--quick`): a pipeline check with a tiny budget; the numbers mean nothing.**\n\n" + text
+        text = QUICK_NOTE + text
     return text
 
 

@@ -34,6 +34,9 @@ def machine() -> dict[str, str]:
     return info
 
 
+QUICK_NOTE = "**Quick variant (`--quick`): a pipeline check with a tiny budget; the numbers mean nothing.**\n\n"
+
+
 # -- writing --------------------------------------------------------------------------------------------------
 def fmt(value, digits: int = 3) -> str:
     if value is None:

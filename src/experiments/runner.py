@@ -22,7 +22,8 @@ IMDB_DEFAULT = ROOT.parent / "shared" / "data" / "imdb" / "train.parquet"
 
 
 # -- command line ---------------------------------------------------------------------------------------------
-def parse_args(name: str, description: str, argv: Optional[Sequence[str]] = None, imdb: bool = False) -> argparse.Namespace:
+def parse_args(name: str, description: str, argv: Optional[Sequence[str]] = None,
+               imdb: bool = False) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"python -m src.experiments.{name}", description=description)
     parser.add_argument("--quick", action="store_true", help="tiny CPU variant (seconds): checks the pipeline, "
                         "its numbers mean nothing")
@@ -97,8 +98,9 @@ def fit(module: pl.LightningModule, datamodule: pl.LightningDataModule, *, seed:
         log_dir: Path, run_name: str, callbacks: Sequence[pl.Callback] = (), gradient_clip_val: float = 1.0,
         val_check_interval: float = 1.0, accelerator: str = "cpu") -> RunResult:
     """Train ``module`` on ``datamodule`` for ``max_epochs`` with Lightning and a TensorBoard logger; validate after
-    every epoch (or every ``val_check_interval`` of it). The module must be built after ``pl.seed_everything(seed)`` by the caller (its initial weights
-    depend on the global RNG); the seed is set again here so the training itself starts from the same state.
+    every epoch (or every ``val_check_interval`` of it). The module must be built after ``pl.seed_everything(seed)``
+    by the caller (its initial weights depend on the global RNG); the seed is set again here so the training itself
+    starts from the same state.
     A non-finite loss ends the run as ``diverged`` instead of ending the experiment."""
     pl.seed_everything(seed, workers=True, verbose=False)
     history = _History()

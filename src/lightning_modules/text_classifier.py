@@ -182,5 +182,6 @@ class TextClassifier(CheckpointIdentity, pl.LightningModule):
         return self.served().predict_texts(texts, batch_size, threshold)
 
     def explain(self, text: str, n_steps: int = 50) -> Explanation:
-        """Word importance for one text: Integrated Gradients and occlusion per token (src/serving/word_importance.py)."""
+        """Word importance for one text: Integrated Gradients and occlusion per token
+        (src/serving/word_importance.py)."""
         return explain(self.served(), text, n_steps)

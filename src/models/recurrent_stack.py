@@ -87,7 +87,10 @@ class RecurrentStack(nn.Module):
             if d == 2:
                 x_rev = x.flip(1) if reversal is None else x.gather(1, reversal.expand(-1, -1, x.size(-1)))
                 out_rev, h_rev, c_rev = self._run(self.reverse_layers[i], x_rev, lengths, states[1])
-                out_rev = out_rev.flip(1) if reversal is None else out_rev.gather(1, reversal.expand(-1, -1, out_rev.size(-1)))
+                if reversal is None:
+                    out_rev = out_rev.flip(1)
+                else:
+                    out_rev = out_rev.gather(1, reversal.expand(-1, -1, out_rev.size(-1)))
                 outputs.append(out_rev)
                 names.append(f"{self.name}_l{i}_reverse")
                 h_n = torch.cat([h_n, h_rev])
@@ -100,7 +103,8 @@ class RecurrentStack(nn.Module):
         return RecurrentOutput(x, hidden, torch.cat(finals_h), final_cell)
 
     def _run(self, layer: nn.Module, x: Tensor, lengths: Optional[Tensor], state):
-        """One unidirectional layer -> output ``[B, T, H]``, ``h_n``/``c_n`` ``[1, B, H]`` after each last valid token."""
+        """One unidirectional layer -> output ``[B, T, H]``, and ``h_n``/``c_n`` ``[1, B, H]`` after each sequence's
+        last valid token."""
         steps = x.size(1)
         if self.pack and lengths is not None:
             packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)

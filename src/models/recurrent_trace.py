@@ -51,7 +51,8 @@ def watch_gradient(x: Tensor) -> Tensor:
 
 
 def is_traceable(module: object) -> bool:
-    return hasattr(module, "trace_requested") and hasattr(module, "last_trace") and callable(getattr(module, "trace", None))
+    return (hasattr(module, "trace_requested") and hasattr(module, "last_trace")
+            and callable(getattr(module, "trace", None)))
 
 
 def mask_from_lengths(lengths: Tensor, max_len: int) -> Tensor:

@@ -47,14 +47,16 @@ def render_html(e: Explanation, top: int = 10) -> str:
                    for t, ig, occ in e.top(top))
     note = (f"<p class='meta'>Only the first {len(e.tokens)} words were read; {e.truncated} more were cut.</p>"
             if e.truncated else "")
+    p_positive = f"P({html.escape(positive)})"
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Word importance: P({html.escape(positive)}) = {e.probability:.3f}</title>
+<html lang="en"><head><meta charset="utf-8"><title>Word importance: {p_positive} = {e.probability:.3f}</title>
 <style>{STYLE}</style></head><body>
-<h1>P({html.escape(positive)}) = {e.probability:.3f} &rarr; {html.escape(e.label)}</h1>
-<p class="meta">Scores are changes in P({html.escape(positive)}): green pushes towards {html.escape(positive)}, red towards
+<h1>{p_positive} = {e.probability:.3f} &rarr; {html.escape(e.label)}</h1>
+<p class="meta">Scores are changes in {p_positive}: green pushes towards {html.escape(positive)}, red towards
 {html.escape(e.label_names[0])}; the shade is relative to each method's largest score. Dashed words are unknown to the
-model. Integrated Gradients: {e.n_steps} steps from an all-&lt;pad&gt; baseline (P = {e.baseline_probability:.3f}); its scores
-sum to {sum(e.integrated_gradients):+.4f}, convergence delta {e.delta:+.1e}. Occlusion: P(text) &minus; P(text without the word).</p>
+model. Integrated Gradients: {e.n_steps} steps from an all-&lt;pad&gt; baseline (P = {e.baseline_probability:.3f});
+its scores sum to {sum(e.integrated_gradients):+.4f}, convergence delta {e.delta:+.1e}. Occlusion: P(text) &minus;
+P(text without the word).</p>
 {note}<div class="methods">
 <section><h2>Integrated Gradients (embedding layer)</h2><p>{_coloured_text(e, e.integrated_gradients)}</p></section>
 <section><h2>Occlusion (word dropped)</h2><p>{_coloured_text(e, e.occlusion)}</p></section>

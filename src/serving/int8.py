@@ -98,7 +98,8 @@ def load_int8(path: str | Path) -> PyTorchClassifier:
             payload = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise UserInputError(f"{p} cannot be read ({first}); re-export it with python -m src.export --quantize") from None
+        raise UserInputError(f"{p} cannot be read ({first}); re-export it with python -m src.export "
+                             "--quantize") from None
     if not isinstance(payload, dict) or payload.get("format") != INT8_FORMAT:
         raise UserInputError(f"{p} is not an int8 model written by python -m src.export --quantize")
     net = build_network(payload["hyper_parameters"], p)

@@ -102,7 +102,7 @@ def _tanh_rnn_as_gru(layer: nn.RNN) -> nn.GRU:
     return gru
 
 
-# -- writing and checking the ONNX file -------------------------------------------------------------------------------------------------
+# -- writing and checking the ONNX file --------------------------------------------------------------------------------
 def example_batch(vocab_size: int, pad_index: int, lengths=(7, 3, 5), seed: int = 0):
     """A padded batch of random known tokens with mixed lengths: tokens ``[B, T]``, lengths ``[B]``."""
     rng = np.random.default_rng(seed)

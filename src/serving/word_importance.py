@@ -67,7 +67,8 @@ def _probability_fn(net: nn.Module):
     return probability
 
 
-def integrated_gradients(classifier: PyTorchClassifier, tokens: Tensor, lengths: Tensor, n_steps: int = DEFAULT_STEPS) -> tuple[Tensor, Tensor]:
+def integrated_gradients(classifier: PyTorchClassifier, tokens: Tensor, lengths: Tensor,
+                         n_steps: int = DEFAULT_STEPS) -> tuple[Tensor, Tensor]:
     """IG of P(label 1) w.r.t. the embedding layer, with an all-``<pad>`` baseline.
 
     tokens ``[B, T]`` (padded with ``pad_index``), lengths ``[B]`` -> (attributions ``[B, T]``, delta ``[B]``).
