@@ -20,9 +20,9 @@ from src.serving.onnx_export import example_batch, export_onnx, max_logit_differ
 from src.serving.pytorch_classifier import PyTorchClassifier
 from src.serving.word_importance import explain, integrated_gradients, occlusion
 from src.utils.errors import UserInputError
+from tests.common import ROOT
 from train import cli_main
 
-ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--data.n_samples", "300", "--data.max_len", "30", "--model.embedding_dim", "16", "--model.hidden_size", "16",
          "--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false",
          "--trainer.enable_model_summary", "false", "--trainer.accelerator", "cpu"]

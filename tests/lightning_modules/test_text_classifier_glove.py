@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_train_cli import QUIET, ROOT
+from tests.common import QUIET, ROOT
 from train import cli_main
 
 

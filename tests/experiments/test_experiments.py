@@ -17,10 +17,7 @@ from src.experiments.report import fmt, table
 from src.models.last_step_classifier import LastStepClassifier
 from src.models.recurrent_init import add_keep_gate_bias, init_recurrent_weights
 from src.utils.errors import UserInputError
-
-ROOT = Path(__file__).resolve().parents[1]
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-         "--trainer.accelerator", "cpu"]
+from tests.common import QUIET, ROOT
 
 
 # -- the memory task --------------------------------------------------------------------------------------------

@@ -14,14 +14,13 @@ import pandas as pd
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import lightning_overhead  # noqa: E402
 from imdb_throughput import ReferenceLSTM, ReviewDataset, accuracy, as_lists, load_config, main, reference_collate  # noqa: E402
 
 from data_modules.batching import BucketBatchSampler, EncodedTexts, pad_collate  # noqa: E402
 from src.models.rnn_classifier import RNNClassifier  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.common import ROOT
 
 
 def corpus(n=12, vocab=40, seed=0):

@@ -2,30 +2,15 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import pytorch_lightning as pl
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from src.lightning_modules.text_classifier import TextClassifier
+from tests.common import QUIET, ROOT, scalars
 from train import cli_main
-
-ROOT = Path(__file__).resolve().parents[1]
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-         "--trainer.accelerator", "cpu"]
-
-
-def scalars(run_dir: Path) -> dict[str, list[float]]:
-    values: dict[str, list[float]] = {}
-    for f in sorted(run_dir.rglob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(f), size_guidance={"scalars": 0})
-        acc.Reload()
-        for tag in acc.Tags()["scalars"]:
-            values.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
-    return values
 
 
 def fit(tmp_path, *extra, name="run"):
@@ -141,7 +126,7 @@ class PoisonWeightsAtEpoch(pl.Callback):
 def test_non_finite_loss_stops_before_the_last_good_checkpoint_is_overwritten(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         fit(tmp_path, "--trainer.max_epochs", "3", "--data.n_samples", "300",
-            "--trainer.callbacks+", "tests.test_train_cli.PoisonWeightsAtEpoch")
+            "--trainer.callbacks+", "tests.commands.test_train_cli.PoisonWeightsAtEpoch")
     assert stop.value.code == 2 and "last good checkpoint is kept" in capsys.readouterr().err
     last = torch.load(tmp_path / "run/lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)
     assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["state_dict"].values())

@@ -1,0 +1,34 @@
+"""What several test files share: the project root, quiet trainer flags, small text files, reading TensorBoard."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+         "--trainer.accelerator", "cpu"]
+
+
+def write(tmp_path: Path, text: str, name: str = "text.txt") -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def random_text(n: int, alphabet: str = "abcdefghijklmnopqrstuvwxyz ,.\n", seed: int = 0) -> str:
+    rng = random.Random(seed)
+    return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+def scalars(run_dir: Path) -> dict[str, list[float]]:
+    """Every scalar tag under ``run_dir`` -> its values in step order, read with TensorBoard's own reader."""
+    values: dict[str, list[float]] = {}
+    for f in sorted(Path(run_dir).rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(f), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            values.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
+    return values
