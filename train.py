@@ -23,7 +23,7 @@ from src.utils.errors import exit_on_user_error
 DATA_TO_MODEL = [
     ("data.vocab_size", "model.init_args.vocab_size"),
     ("data.pad_index", "model.init_args.pad_index"),
-    ("data.embedding_dim", "model.init_args.input_dim"),
+    ("data.vector_dim", "model.init_args.input_dim"),
 ]
 
 

@@ -208,10 +208,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    dm = PoetryEmbeddingsDataModule(args.poems_path, args.glove_path, max_poems=args.poems or None, seq_len=50,
+    dm = PoetryEmbeddingsDataModule(args.poems_path, args.glove_path, max_poems=args.poems or None, max_len=50,
                                     batch_size=16, val_fraction=0.1, seed=42)
     dm.setup("fit")
-    dim = dm.embedding_dim
+    dim = dm.vector_dim
     runs = {
         "reference (notebook loop, rnn)": lambda: ReferenceAutoencoder(dim, 64, 16),
         "ours previous_output (rnn)": lambda: RNNAutoencoder(dim, 64, 16, "rnn", decoder_input="previous_output"),

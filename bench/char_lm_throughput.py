@@ -5,7 +5,7 @@
 Both arms train the same CharRNN (embedding -> LSTM -> linear) with Adam and gradient clipping on the embedded
 poems, and count the characters whose next-character loss was trained per wall-clock second:
 
-- ours: windows of ``seq_len`` characters in batches of ``batch_size`` from CharTextDataModule (data loading
+- ours: windows of ``window_len`` characters in batches of ``batch_size`` from CharTextDataModule (data loading
   included), one optimizer step per batch;
 - reference: the seed notebook's regime (``../shared/seeds/`` file 001, section 5): one sequence of 25
   characters at a random offset per optimizer step.
@@ -63,13 +63,13 @@ def forever(loader):
         yield from loader
 
 
-def reference_batches(dm: CharTextDataModule, seq_len: int, seed: int):
-    """One window of ``seq_len`` at a random training offset per step, as the seed notebook trains."""
+def reference_batches(dm: CharTextDataModule, window_len: int, seed: int):
+    """One window of ``window_len`` at a random training offset per step, as the seed notebook trains."""
     ids = dm.datasets["train"].ids
     generator = torch.Generator().manual_seed(seed)
     while True:
-        start = int(torch.randint(0, len(ids) - seq_len - 1, (1,), generator=generator))
-        chunk = ids[start:start + seq_len + 1].long()[None]  # [1, seq_len + 1]
+        start = int(torch.randint(0, len(ids) - window_len - 1, (1,), generator=generator))
+        chunk = ids[start:start + window_len + 1].long()[None]  # [1, window_len + 1]
         yield chunk[:, :-1], chunk[:, 1:]
 
 
@@ -80,7 +80,7 @@ def main(argv=None) -> None:
     parser.add_argument("--embedding_dim", type=int, default=64)
     parser.add_argument("--num_layers", type=int, default=1)
     parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument("--seq_len", type=int, default=128)
+    parser.add_argument("--window_len", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20, help="timed steps of our arm (the reference gets 10x)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's; 1 is fastest on a busy shared CPU)")
@@ -89,7 +89,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    dm = CharTextDataModule(seq_len=args.seq_len, batch_size=args.batch_size)
+    dm = CharTextDataModule(window_len=args.window_len, batch_size=args.batch_size)
     dm.load()
 
     def fresh() -> CharRNN:
@@ -102,7 +102,7 @@ def main(argv=None) -> None:
                                 f", {torch.get_num_threads()} thread(s)")
     model = f"LSTM {args.num_layers}x{args.hidden_size}, embedding {args.embedding_dim}"
     print(f"ours:      {ours[0]:10,.0f} chars/s ({ours[1]:,.0f} per CPU-second)  (batches of {args.batch_size} x "
-          f"{args.seq_len} chars; {model}; {where})")
+          f"{args.window_len} chars; {model}; {where})")
     print(f"reference: {reference[0]:10,.0f} chars/s ({reference[1]:,.0f} per CPU-second)  (one sequence of 25 chars "
           "per step, as the seed notebook)")
     print(f"ratio ours/reference: {ours[0] / reference[0]:.1f}x wall-clock, {ours[1] / reference[1]:.1f}x CPU time")

@@ -1,4 +1,4 @@
-"""Character-level text for language modelling: windows of ``seq_len`` characters with next-character targets.
+"""Character-level text for language modelling: windows of ``window_len`` characters with next-character targets.
 
 Sources: a UTF-8 text file (``.gz`` too), a folder of ``.txt`` files, or JSON lines (``.jsonl``/``.ndjson``/``.json``,
 gzipped or not) with a text field, such as the poems corpus. Without a path the embedded default is used:
@@ -9,7 +9,7 @@ training. Windows are taken inside each run of same-split blocks, so no window h
 parts, and the character vocabulary (plus ``<unk>``) is fitted on the training part only::
 
     text:   |---- train ----|-- val --|------- train -------|-- val --|
-    window: [c0 c1 ... c(T-1)] -> targets [c1 c2 ... cT]   (T = seq_len, starts every `stride` characters)
+    window: [c0 c1 ... c(T-1)] -> targets [c1 c2 ... cT]   (T = window_len, starts every `stride` characters)
 """
 
 from __future__ import annotations
@@ -64,18 +64,18 @@ def read_corpus(path: Optional[str | os.PathLike] = None, field: str = "text") -
 
 
 # -- splitting and windows ----------------------------------------------------------------------------------
-def split_blocks(n_chars: int, seq_len: int, val_fraction: float, num_blocks: int,
+def split_blocks(n_chars: int, window_len: int, val_fraction: float, num_blocks: int,
                  seed: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """-> (train segments, val segments) as ``(start, end)`` character ranges, each holding >= one window.
 
     Adjacent blocks of the same part are merged, so windows can run across their (invisible) border.
     A text too short for ``num_blocks`` blocks of one window each gets fewer blocks (at least 2).
     """
-    need = seq_len + 1  # a window reads seq_len inputs and the one character after them
+    need = window_len + 1  # a window reads window_len inputs and the one character after them
     if n_chars < 2 * need:
-        raise UserInputError(f"the text has {n_chars} characters; with seq_len={seq_len} it needs at least {2 * need} "
-                             f"(one training and one validation window of {need}): give more text or lower "
-                             "--data.seq_len")
+        raise UserInputError(f"the text has {n_chars} characters; with window_len={window_len} it needs at least "
+                             f"{2 * need} (one training and one validation window of {need}): give more text or lower "
+                             "--data.window_len")
     blocks = max(2, min(num_blocks, n_chars // need))
     n_val = min(blocks - 1, max(1, round(val_fraction * blocks)))
     bounds = np.linspace(0, n_chars, blocks + 1).astype(np.int64)
@@ -92,9 +92,9 @@ def split_blocks(n_chars: int, seq_len: int, val_fraction: float, num_blocks: in
     return parts[False], parts[True]
 
 
-def window_starts(length: int, seq_len: int, stride: int) -> np.ndarray:
-    """Start offsets of the windows of ``seq_len + 1`` characters that fit in ``length``."""
-    return np.arange(0, max(0, length - seq_len), stride, dtype=np.int64)
+def window_starts(length: int, window_len: int, stride: int) -> np.ndarray:
+    """Start offsets of the windows of ``window_len + 1`` characters that fit in ``length``."""
+    return np.arange(0, max(0, length - window_len), stride, dtype=np.int64)
 
 
 class CharWindows(Dataset):
@@ -103,10 +103,10 @@ class CharWindows(Dataset):
     ``__getitems__`` gathers a whole batch with one indexing op instead of ``B`` slices and a stack.
     """
 
-    def __init__(self, ids: Tensor, starts: np.ndarray, seq_len: int):
-        self.ids, self.seq_len = ids, seq_len
+    def __init__(self, ids: Tensor, starts: np.ndarray, window_len: int):
+        self.ids, self.window_len = ids, window_len
         self.starts = torch.as_tensor(starts, dtype=torch.int64)
-        self._offsets = torch.arange(seq_len + 1)
+        self._offsets = torch.arange(window_len + 1)
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -138,13 +138,13 @@ def encode(codes: np.ndarray, vocabulary: Sequence[str]) -> np.ndarray:
 
 
 class CharTextDataModule(pl.LightningDataModule):
-    """Windows of ``seq_len`` characters with next-character targets, as ``CharBatch``.
+    """Windows of ``window_len`` characters with next-character targets, as ``CharBatch``.
 
     Args:
         path: UTF-8 text file, folder of ``.txt`` files, or JSON lines (``.gz`` allowed); None: the embedded poems.
         text_field: the JSON field that holds the text.
-        seq_len: characters per training window (the truncated-BPTT length).
-        stride: characters between the starts of consecutive training windows (None: ``seq_len``, no overlap).
+        window_len: characters per training window (the truncated-BPTT length).
+        stride: characters between the starts of consecutive training windows (None: ``window_len``, no overlap).
             Validation windows never overlap, so every validation character is scored once.
         batch_size: windows per batch.
         val_fraction: share of the blocks held out for validation.
@@ -155,19 +155,19 @@ class CharTextDataModule(pl.LightningDataModule):
         num_workers: DataLoader workers (a batch is one indexing op; 0 is fastest here).
     """
 
-    def __init__(self, path: Optional[str] = None, text_field: str = "text", seq_len: int = 128,
+    def __init__(self, path: Optional[str] = None, text_field: str = "text", window_len: int = 128,
                  stride: Optional[int] = None, batch_size: int = 64, val_fraction: float = 0.1, num_blocks: int = 20,
                  lowercase: bool = False, seed: int = 42, num_workers: int = 0):
         super().__init__()
-        if seq_len < 1:
-            raise UserInputError(f"seq_len={seq_len} must be >= 1 (e.g. 128)")
+        if window_len < 1:
+            raise UserInputError(f"window_len={window_len} must be >= 1 (e.g. 128)")
         if stride is not None and stride < 1:
-            raise UserInputError(f"stride={stride} must be >= 1 (or null for seq_len)")
+            raise UserInputError(f"stride={stride} must be >= 1 (or null for window_len)")
         if not 0.0 < val_fraction < 1.0:
             raise UserInputError(f"val_fraction={val_fraction} must be between 0 and 1 (e.g. 0.1)")
         if num_blocks < 2:
             raise UserInputError(f"num_blocks={num_blocks} must be >= 2 (one training and one validation block)")
-        self.path, self.text_field, self.seq_len, self.stride = path, text_field, seq_len, stride or seq_len
+        self.path, self.text_field, self.window_len, self.stride = path, text_field, window_len, stride or window_len
         self.batch_size, self.val_fraction, self.num_blocks = batch_size, val_fraction, num_blocks
         self.lowercase, self.seed, self.num_workers = lowercase, seed, num_workers
         self.vocabulary: Optional[list[str]] = None
@@ -196,7 +196,7 @@ class CharTextDataModule(pl.LightningDataModule):
         if self.lowercase:
             text = text.lower()
         codes = np.frombuffer(text.encode("utf-32-le"), dtype="<u4").astype(np.int64)  # [N] code points
-        train_segments, val_segments = split_blocks(len(codes), self.seq_len, self.val_fraction, self.num_blocks,
+        train_segments, val_segments = split_blocks(len(codes), self.window_len, self.val_fraction, self.num_blocks,
                                                     self.seed)
         train_codes = np.concatenate([codes[s:e] for s, e in train_segments])
         found, counts = np.unique(train_codes, return_counts=True)
@@ -213,16 +213,16 @@ class CharTextDataModule(pl.LightningDataModule):
             self.bigram_counts += np.bincount(pairs, minlength=size * size).reshape(size, size)
         self.segments = {"train": train_segments, "val": val_segments}
         for split, segments in self.segments.items():
-            stride = self.stride if split == "train" else self.seq_len
+            stride = self.stride if split == "train" else self.window_len
             flat = torch.from_numpy(np.concatenate([ids[s:e] for s, e in segments]))
             offsets = np.cumsum([0] + [e - s for s, e in segments])[:-1]
-            starts = np.concatenate([o + window_starts(e - s, self.seq_len, stride)
+            starts = np.concatenate([o + window_starts(e - s, self.window_len, stride)
                                      for o, (s, e) in zip(offsets, segments)])
-            self.datasets[split] = CharWindows(flat, starts, self.seq_len)
+            self.datasets[split] = CharWindows(flat, starts, self.window_len)
         n_train, n_val = (sum(e - s for s, e in self.segments[k]) for k in ("train", "val"))
         rank_zero_info(f"characters: {len(codes):,} ({n_train:,} train, {n_val:,} val in {len(val_segments)} blocks); "
                        f"vocabulary {size} (with {UNK}); windows: {len(self.datasets['train']):,} train, "
-                       f"{len(self.datasets['val']):,} val of {self.seq_len}")
+                       f"{len(self.datasets['val']):,} val of {self.window_len}")
 
     # -- loaders ------------------------------------------------------------------------------------------
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

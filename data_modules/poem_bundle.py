@@ -35,7 +35,7 @@ def _bundle_files(path: Path, tag: str) -> dict[str, Path]:
     return files
 
 
-def load_bundle(path: str | os.PathLike, tag: str = "latest", seq_len: Optional[int] = None) -> Corpus:
+def load_bundle(path: str | os.PathLike, tag: str = "latest", max_len: Optional[int] = None) -> Corpus:
     """The reference notebook's preprocessed arrays -> Corpus. Shapes are checked against each other, and the
     embedding sequences must be rows of the embedding matrix at every valid position."""
     files = _bundle_files(Path(path).expanduser(), tag)
@@ -65,10 +65,10 @@ def load_bundle(path: str | os.PathLike, tag: str = "latest", seq_len: Optional[
     order = np.argsort(~masks, axis=1, kind="stable")
     lengths = masks.sum(1)
     keep = lengths > 0
-    seq_len = seq_len or seqs.shape[1]
+    max_len = max_len or seqs.shape[1]
     # Our ids: 0 <pad>, 1 <unk>, then the bundle's rows shifted by 2.
     ids = np.where(np.arange(seqs.shape[1])[None] < lengths[:, None], np.take_along_axis(tokens, order, 1) + 2, 0)
-    ids, lengths = ids[keep][:, :seq_len], np.minimum(lengths[keep], seq_len)
+    ids, lengths = ids[keep][:, :max_len], np.minimum(lengths[keep], max_len)
     table = np.concatenate([np.zeros((2, matrix.shape[1]), np.float32), matrix.astype(np.float32)])
     words = _metadata_list(metadata, ("vocabulary", "vocab", "idx_to_word", "index_to_word"), len(matrix))
     words = [PAD, UNK] + (words or [f"#{i}" for i in range(len(matrix))])

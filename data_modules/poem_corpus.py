@@ -31,12 +31,12 @@ class Corpus:
     report: dict
 
 
-def select_words(token_lists: Sequence[list[str]], known: Container[str], seq_len: int, oov: str) -> list[list[str]]:
-    """Each poem's first ``seq_len`` words after the OOV policy: ``drop`` removes unknown words, ``zero`` keeps
+def select_words(token_lists: Sequence[list[str]], known: Container[str], max_len: int, oov: str) -> list[list[str]]:
+    """Each poem's first ``max_len`` words after the OOV policy: ``drop`` removes unknown words, ``zero`` keeps
     them as ``<unk>`` (a zero vector)."""
     if oov == "drop":
-        return [[t for t in tokens if t in known][:seq_len] for tokens in token_lists]
-    return [[t if t in known else UNK for t in tokens[:seq_len]] for tokens in token_lists]
+        return [[t for t in tokens if t in known][:max_len] for tokens in token_lists]
+    return [[t if t in known else UNK for t in tokens[:max_len]] for tokens in token_lists]
 
 
 def build_table(words: Sequence[str], glove_words: Sequence[str], glove_vectors: np.ndarray) -> np.ndarray:
@@ -48,9 +48,9 @@ def build_table(words: Sequence[str], glove_words: Sequence[str], glove_vectors:
     return table
 
 
-def to_ids(sequences: Sequence[list[str]], index: dict[str, int], seq_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Word lists -> (ids ``[N, seq_len]`` int64 padded with 0, lengths ``[N]``)."""
-    ids = np.zeros((len(sequences), seq_len), dtype=np.int64)
+def to_ids(sequences: Sequence[list[str]], index: dict[str, int], max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Word lists -> (ids ``[N, max_len]`` int64 padded with 0, lengths ``[N]``)."""
+    ids = np.zeros((len(sequences), max_len), dtype=np.int64)
     lengths = np.zeros(len(sequences), dtype=np.int64)
     for i, words in enumerate(sequences):
         ids[i, :len(words)] = [index[w] for w in words]
@@ -67,7 +67,7 @@ def effective_dims(vectors: np.ndarray, shares: Sequence[float] = (0.90, 0.95)) 
     return [int(np.searchsorted(cumulative, s - 1e-12) + 1) for s in shares], cumulative
 
 
-def corpus_from_poems(poems: Sequence[Poem], lookup: Callable[[set[str]], tuple[list[str], np.ndarray]], seq_len: int,
+def corpus_from_poems(poems: Sequence[Poem], lookup: Callable[[set[str]], tuple[list[str], np.ndarray]], max_len: int,
                       oov: str, min_tokens: int, source: str = "poems") -> Corpus:
     """Tokenize, look the words up (``lookup(words) -> (found words, vectors [N, D])``, e.g. cached GloVe rows),
     apply the OOV policy and drop unusable poems (counted in the report)."""
@@ -75,7 +75,7 @@ def corpus_from_poems(poems: Sequence[Poem], lookup: Callable[[set[str]], tuple[
     counts = Counter(t for tokens in token_lists for t in tokens)
     glove_words, glove_vectors = lookup(set(counts))
     known = set(glove_words)
-    sequences = select_words(token_lists, known, seq_len, oov)
+    sequences = select_words(token_lists, known, max_len, oov)
     n_known = [sum(w != UNK for w in s) for s in sequences]
     no_known = sum(n == 0 for n in n_known)
     too_short = sum(0 < n < min_tokens for n in n_known)
@@ -90,6 +90,6 @@ def corpus_from_poems(poems: Sequence[Poem], lookup: Callable[[set[str]], tuple[
     sequences = [sequences[i] for i in keep]
     freq = Counter(w for s in sequences for w in s if w != UNK)
     vocabulary = [PAD, UNK] + sorted(freq, key=lambda w: (-freq[w], w))
-    ids, lengths = to_ids(sequences, {w: i for i, w in enumerate(vocabulary)}, seq_len)
+    ids, lengths = to_ids(sequences, {w: i for i, w in enumerate(vocabulary)}, max_len)
     return Corpus(ids, lengths, build_table(vocabulary, glove_words, glove_vectors), vocabulary,
                   [poems[i] for i in keep], report)

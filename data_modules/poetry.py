@@ -102,7 +102,7 @@ class PoetryEmbeddingsDataModule(pl.LightningDataModule):
         glove_dim: the vectors' dimension; picks the member of a .zip (e.g. 300) and is checked.
         bundle_path: the reference notebook's preprocessed folder (instead of poems_path/glove_path).
         bundle_tag: suffix of the bundle's files (``embedding_sequences_<tag>.npy``).
-        seq_len: keep each poem's first ``seq_len`` words (the reference's 50).
+        max_len: keep each poem's first ``max_len`` words (the reference's 50).
         min_tokens: poems with fewer known words are dropped (and counted).
         oov: ``drop`` words GloVe lacks, or keep them as ``zero`` vectors (``<unk>``) at their position.
         max_poems: a seeded sample of this many usable poems (the reference used 128); None: all.
@@ -120,7 +120,7 @@ class PoetryEmbeddingsDataModule(pl.LightningDataModule):
         glove_dim: Optional[int] = None,
         bundle_path: Optional[str] = None,
         bundle_tag: str = "latest",
-        seq_len: int = 50,
+        max_len: int = 50,
         min_tokens: int = 5,
         oov: str = "drop",
         max_poems: Optional[int] = None,
@@ -135,15 +135,15 @@ class PoetryEmbeddingsDataModule(pl.LightningDataModule):
             raise UserInputError(f"oov={oov!r} is not one of {list(OOV_POLICIES)}")
         if not 0.0 < val_fraction < 1.0:
             raise UserInputError(f"val_fraction={val_fraction} must be between 0 and 1 (e.g. 0.1)")
-        if seq_len < 1 or batch_size < 1:
-            raise UserInputError(f"seq_len={seq_len} and batch_size={batch_size} must be >= 1")
+        if max_len < 1 or batch_size < 1:
+            raise UserInputError(f"max_len={max_len} and batch_size={batch_size} must be >= 1")
         if bundle_path and (poems_path or glove_path):
             raise UserInputError("give either bundle_path or poems_path/glove_path, not both")
         self.save_hyperparameters()
         self.poems_path = str(poems_path) if poems_path else str(DEFAULT_POEMS)
         self.glove_path = str(glove_path) if glove_path else str(DEFAULT_GLOVE)
         self.glove_dim, self.bundle_path, self.bundle_tag = glove_dim, bundle_path, bundle_tag
-        self.seq_len, self.min_tokens, self.oov, self.max_poems = seq_len, min_tokens, oov, max_poems
+        self.max_len, self.min_tokens, self.oov, self.max_poems = max_len, min_tokens, oov, max_poems
         self.val_fraction, self.batch_size, self.seed = val_fraction, batch_size, seed
         self.num_workers, self.cache_dir = num_workers, cache_dir
         self.corpus: Optional[Corpus] = None
@@ -153,7 +153,7 @@ class PoetryEmbeddingsDataModule(pl.LightningDataModule):
 
     # -- values the model needs --------------------------------------------------------------------------
     @property
-    def embedding_dim(self) -> int:
+    def vector_dim(self) -> int:
         """D of the word vectors (linked to the model's ``input_dim`` by train.py)."""
         self.load()
         return int(self.corpus.table.shape[1])
@@ -182,7 +182,7 @@ class PoetryEmbeddingsDataModule(pl.LightningDataModule):
 
     @property
     def tokenizer_settings(self) -> dict:
-        return {"seq_len": self.seq_len, "oov": self.oov}
+        return {"max_len": self.max_len, "oov": self.oov}
 
     def glove_lookup(self, words: set[str]) -> tuple[list[str], np.ndarray]:
         return cached_glove(self.glove_path, words, self.glove_dim, self.cache_dir)
@@ -198,11 +198,11 @@ class PoetryEmbeddingsDataModule(pl.LightningDataModule):
         if self.corpus is not None:
             return
         if self.bundle_path:
-            corpus = load_bundle(self.bundle_path, self.bundle_tag, self.seq_len)
+            corpus = load_bundle(self.bundle_path, self.bundle_tag, self.max_len)
             source = self.bundle_path
         else:
             check_glove_path(self.glove_path)
-            corpus = corpus_from_poems(read_poems(self.poems_path), self.glove_lookup, self.seq_len, self.oov,
+            corpus = corpus_from_poems(read_poems(self.poems_path), self.glove_lookup, self.max_len, self.oov,
                                        self.min_tokens, self.poems_path)
             source = self.poems_path
         rng = np.random.default_rng(self.seed)
@@ -229,7 +229,7 @@ class PoetryEmbeddingsDataModule(pl.LightningDataModule):
                            f"known word, {r['too_short']} with fewer than min_tokens={self.min_tokens} known words)")
         rank_zero_info(f"poetry: {r['poems_used']} poems ({r['train']} train, {r['val']} val), {r['vocabulary']} "
                        f"words, {r['dim']}-d vectors, GloVe coverage {100 * r['coverage']:.1f}% of tokens, mean "
-                       f"length {r['mean_length']:.1f}/{self.seq_len}; PCA: {d90} components hold 90% of the "
+                       f"length {r['mean_length']:.1f}/{self.max_len}; PCA: {d90} components hold 90% of the "
                        f"variance, {d95} hold 95%")
 
     # -- loaders -----------------------------------------------------------------------------------------

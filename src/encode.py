@@ -62,10 +62,10 @@ def encode_poems(model, poems: list[Poem], glove_path: Optional[str] = None, bat
                  cache_dir: Optional[str] = ".cache/rnn_lab",
                  source: str = "input") -> tuple[np.ndarray, list[Poem], list[int], dict]:
     """-> (latents ``[N, Z]``, encoded poems, their word counts, report). Same tokenizer, OOV policy and
-    ``seq_len`` as training."""
+    ``max_len`` as training."""
     lookup, where = glove_lookup(model, glove_path, cache_dir)
     settings = model.tokenizer
-    corpus = corpus_from_poems(poems, lookup, settings["seq_len"], settings["oov"], 1, source)
+    corpus = corpus_from_poems(poems, lookup, settings["max_len"], settings["oov"], 1, source)
     data = PoemSequences(corpus.ids, corpus.lengths, corpus.table)
     was_training = model.training
     model.eval()

@@ -115,7 +115,7 @@ class ReconstructionScores(Metric):
 class CurriculumAutoencoder(CheckpointIdentity, pl.LightningModule):
     """RNN autoencoder of word-vector sequences with a sequence-length curriculum.
 
-    ``input_dim`` comes from the DataModule (``data.embedding_dim``, linked in train.py). The vocabulary, its
+    ``input_dim`` comes from the DataModule (``data.vector_dim``, linked in train.py). The vocabulary, its
     vectors, the mean training vector, the GloVe path and the tokenizer settings are taken from the
     DataModule at setup and stored in every checkpoint as plain data, so ``python -m src.encode`` needs only
     the checkpoint (and the GloVe file, for words the training poems lacked).
@@ -172,7 +172,7 @@ class CurriculumAutoencoder(CheckpointIdentity, pl.LightningModule):
         self.register_buffer("mean_vector", torch.zeros(input_dim), persistent=False)  # [D]
         self.glove_path: Optional[str] = None
         self.glove_dim: Optional[int] = None
-        self.tokenizer: dict = {"seq_len": 50, "oov": "drop"}
+        self.tokenizer: dict = {"max_len": 50, "oov": "drop"}
         self.data_report: dict = {}
         self._phase = None
         self.trace_requested = False  # monitoring contract (src/monitoring.py)
@@ -209,8 +209,8 @@ class CurriculumAutoencoder(CheckpointIdentity, pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is None or not hasattr(datamodule, "vectors"):
             return
-        if datamodule.embedding_dim != self.hparams.input_dim:
-            raise UserInputError(f"the data's word vectors are {datamodule.embedding_dim}-d but the model expects "
+        if datamodule.vector_dim != self.hparams.input_dim:
+            raise UserInputError(f"the data's word vectors are {datamodule.vector_dim}-d but the model expects "
                                  f"{self.hparams.input_dim}-d; keep --model.input_dim linked to the data "
                                  f"(or use the GloVe file the checkpoint was trained with)")
         if self.net is None:
@@ -248,6 +248,8 @@ class CurriculumAutoencoder(CheckpointIdentity, pl.LightningModule):
             self.mean_vector = checkpoint["mean_vector"].to(self.device)
         self.glove_path, self.glove_dim = checkpoint.get("glove_path"), checkpoint.get("glove_dim")
         self.tokenizer = dict(checkpoint.get("tokenizer", self.tokenizer))
+        if "seq_len" in self.tokenizer:  # checkpoints written before the data's seq_len became max_len
+            self.tokenizer["max_len"] = self.tokenizer.pop("seq_len")
         self.data_report = dict(checkpoint.get("data_report", {}))
 
 
@@ -287,7 +289,7 @@ class CurriculumAutoencoder(CheckpointIdentity, pl.LightningModule):
             self.last_trace = out.trace
         size = batch.lengths.numel()
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
-        self.log("curriculum/max_len", float(max_len or self.tokenizer["seq_len"]), on_step=False, on_epoch=True,
+        self.log("curriculum/max_len", float(max_len or self.tokenizer["max_len"]), on_step=False, on_epoch=True,
                  batch_size=size)
         self.log("curriculum/phase", float(phase), on_step=False, on_epoch=True, batch_size=size)
         return loss

@@ -305,7 +305,7 @@ def test_dynamics_yaml_on_the_autoencoder_shows_encoder_and_decoder(tmp_path):
     from train import cli_main
 
     cli_main(["fit", "--config", "configs/poetry_autoencoder.yaml", "--config", "configs/dynamics.yaml",
-              "--data.max_poems", "32", "--data.seq_len", "8", "--data.cache_dir", str(tmp_path / "cache"),
+              "--data.max_poems", "32", "--data.max_len", "8", "--data.cache_dir", str(tmp_path / "cache"),
               "--model.hidden_size", "8", "--model.curriculum", "[[4, 1], [8, 1]]", "--trainer.max_epochs", "2",
               "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path)])
     tags = event_accumulator(tmp_path).Tags()

@@ -23,7 +23,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("ae")
     args = ["fit", "--config", "configs/poetry_autoencoder.yaml", "--trainer.default_root_dir", str(root),
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--trainer.accelerator", "cpu", "--data.max_poems", "24", "--data.seq_len", "9", "--data.batch_size", "8",
+            "--trainer.accelerator", "cpu", "--data.max_poems", "24", "--data.max_len", "9", "--data.batch_size", "8",
             "--data.cache_dir", str(root / "cache"), "--model.hidden_size", "16", "--model.bottleneck_dim", "4",
             "--model.cell", "gru", "--model.curriculum", "[[4, 2], [7, 2]]"]
     cli_main(args + ["--trainer.max_epochs", "1"])
@@ -98,7 +98,7 @@ def test_auto_bottleneck_and_a_checkpoint_of_another_dimension(trained, tmp_path
     glove.write_text("".join(f"{w} {' '.join(f'{v:.3f}' for v in rng.standard_normal(4))}\n" for w in words))
     args = ["fit", "--config", "configs/poetry_autoencoder.yaml", "--trainer.default_root_dir", str(tmp_path),
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--trainer.accelerator", "cpu", "--data.max_poems", "16", "--data.seq_len", "6", "--data.cache_dir",
+            "--trainer.accelerator", "cpu", "--data.max_poems", "16", "--data.max_len", "6", "--data.cache_dir",
             str(root / "cache"), "--model.hidden_size", "8", "--model.bottleneck_dim", "auto", "--model.curriculum",
             "null", "--trainer.max_epochs", "1"]
     cli = cli_main(args + ["--data.glove_path", str(glove)])

@@ -22,7 +22,7 @@ def trained_run(tmp_path_factory):
     path = tmp / "poems.txt"
     path.write_text(text, encoding="utf-8")
     cli = cli_main(["fit", "--config", str(ROOT / "configs/char_lm.yaml"), "--data.path", str(path),
-                    "--data.seq_len", "64", "--data.batch_size", "32", "--model.hidden_size", "64",
+                    "--data.window_len", "64", "--data.batch_size", "32", "--model.hidden_size", "64",
                     "--model.sample_length", "40", "--trainer.max_epochs", "2",
                     "--trainer.default_root_dir", str(tmp), *QUIET])
     return cli, tmp / "lightning_logs" / "version_0"

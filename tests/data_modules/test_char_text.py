@@ -21,7 +21,7 @@ def decode(dm: CharTextDataModule, ids) -> str:
 # -- windows and split ----------------------------------------------------------------------------------
 def test_every_target_is_the_next_character_and_no_window_crosses_the_split(tmp_path):
     text = random_text(3000)
-    dm = CharTextDataModule(write(tmp_path, text), seq_len=9, stride=4, num_blocks=7, val_fraction=0.3, seed=3)
+    dm = CharTextDataModule(write(tmp_path, text), window_len=9, stride=4, num_blocks=7, val_fraction=0.3, seed=3)
     dm.load()
     train, val = dm.segments["train"], dm.segments["val"]
     bounds = sorted(train + val)
@@ -39,7 +39,7 @@ def test_every_target_is_the_next_character_and_no_window_crosses_the_split(tmp_
             assert len(starts) == 1  # a random 10-char string occurs once
             start = starts[0]
             assert any(s <= start and start + 10 <= e for s, e in segments), f"{split} window {i} crosses a border"
-    # training windows start every `stride` characters, validation windows every seq_len (each char scored once)
+    # training windows start every `stride` characters, validation windows every window_len (each char scored once)
     expected_val = sum(len(range(0, e - s - 9, 9)) for s, e in val)
     assert len(dm.datasets["val"]) == expected_val
     assert len(dm.datasets["train"]) == sum(len(range(0, e - s - 9, 4)) for s, e in train)
@@ -49,7 +49,7 @@ def test_batches_are_gathered_whole_and_seeded(tmp_path):
     path = write(tmp_path, random_text(2000))
     orders = []
     for _ in range(2):
-        dm = CharTextDataModule(path, seq_len=16, batch_size=8, seed=5)
+        dm = CharTextDataModule(path, window_len=16, batch_size=8, seed=5)
         batch = next(iter(dm.train_dataloader()))
         assert batch.inputs.shape == batch.targets.shape == (8, 16) and batch.inputs.dtype == torch.int64
         orders.append(batch.inputs)
@@ -57,13 +57,14 @@ def test_batches_are_gathered_whole_and_seeded(tmp_path):
 
 
 def test_vocabulary_is_fitted_on_the_training_part_only(tmp_path):
-    n, seq_len = 4000, 20
-    train, val = split_blocks(n, seq_len, 0.25, 8, seed=1)
+    n, window_len = 4000, 20
+    train, val = split_blocks(n, window_len, 0.25, 8, seed=1)
     chars = list(random_text(n))
     s, e = val[0]
     for i in range(s, e, 50):
         chars[i] = "Z"  # only inside validation
-    dm = CharTextDataModule(write(tmp_path, "".join(chars)), seq_len=seq_len, num_blocks=8, val_fraction=0.25, seed=1)
+    dm = CharTextDataModule(write(tmp_path, "".join(chars)), window_len=window_len, num_blocks=8, val_fraction=0.25,
+                            seed=1)
     dm.load()
     assert dm.segments == {"train": train, "val": val}
     assert dm.vocabulary[0] == UNK and "Z" not in dm.vocabulary and "a" in dm.vocabulary
@@ -73,7 +74,7 @@ def test_vocabulary_is_fitted_on_the_training_part_only(tmp_path):
 
 
 def test_lowercase_option(tmp_path):
-    dm = CharTextDataModule(write(tmp_path, "Hello World " * 50), seq_len=8, lowercase=True)
+    dm = CharTextDataModule(write(tmp_path, "Hello World " * 50), window_len=8, lowercase=True)
     dm.load()
     assert "H" not in dm.vocabulary and "h" in dm.vocabulary
 
@@ -114,8 +115,8 @@ def test_a_file_that_is_not_utf8_names_the_file_line_and_column(tmp_path):
 
 
 def test_a_text_shorter_than_a_window_says_how_long_it_must_be(tmp_path):
-    with pytest.raises(UserInputError, match=r"has 100 characters; with seq_len=64 it needs at least 130"):
-        CharTextDataModule(write(tmp_path, "x" * 100), seq_len=64).load()
+    with pytest.raises(UserInputError, match=r"has 100 characters; with window_len=64 it needs at least 130"):
+        CharTextDataModule(write(tmp_path, "x" * 100), window_len=64).load()
 
 
 def test_train_py_turns_bad_data_into_one_line_and_exit_2(tmp_path, capsys):
@@ -129,7 +130,7 @@ def test_train_py_turns_bad_data_into_one_line_and_exit_2(tmp_path, capsys):
 
 def test_the_datamodule_counts_bigrams_inside_training_segments_only(tmp_path):
     text = random_text(3000, "abc")
-    dm = CharTextDataModule(write(tmp_path, text), seq_len=10, num_blocks=6, val_fraction=0.34, seed=2)
+    dm = CharTextDataModule(write(tmp_path, text), window_len=10, num_blocks=6, val_fraction=0.34, seed=2)
     dm.load()
     index = {c: i for i, c in enumerate(dm.vocabulary)}
     expected = np.zeros_like(dm.bigram_counts)

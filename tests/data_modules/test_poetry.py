@@ -142,10 +142,10 @@ def test_batches_hold_glove_vectors_mask_ids_and_lengths(tmp_path, glove_file, c
     texts = ["the sea is wide zzz and the night is long", "stars cold", "qqq www", "the poet's sea don't",
              "the sea the sea", "night night long long", "the cold stars", "wide wide sea"]
     poems = write_poems(tmp_path / "p.jsonl", texts)
-    dm = PoetryEmbeddingsDataModule(str(poems), str(glove_file), seq_len=6, min_tokens=2, val_fraction=0.25,
+    dm = PoetryEmbeddingsDataModule(str(poems), str(glove_file), max_len=6, min_tokens=2, val_fraction=0.25,
                                     batch_size=8, cache_dir=cache_dir)
     dm.setup("fit")
-    assert dm.embedding_dim == 4
+    assert dm.vector_dim == 4
     # "qqq www" has no known word: dropped and counted; 7 poems remain, 2 for validation.
     assert dm.report["no_known_words"] == 1 and dm.report["poems_used"] == 7 and dm.report["val"] == 2
     tokens = [t for text in texts for t in tokenize_poem(text)]
@@ -163,9 +163,9 @@ def test_batches_hold_glove_vectors_mask_ids_and_lengths(tmp_path, glove_file, c
     first = [dm.split_poems["train"][int(i)].text for i in batch.index]
     assert any(t.startswith("the sea is wide zzz") for t in first)
     long_poem = next(r for r in range(B) if first[r].startswith("the sea is wide"))
-    # OOV "zzz" dropped, then cut to seq_len=6 words.
+    # OOV "zzz" dropped, then cut to max_len=6 words.
     assert [dm.vocabulary[i] for i in batch.tokens[long_poem, :6]] == ["the", "sea", "is", "wide", "the", "night"]
-    again = PoetryEmbeddingsDataModule(str(poems), str(glove_file), seq_len=6, min_tokens=2, val_fraction=0.25,
+    again = PoetryEmbeddingsDataModule(str(poems), str(glove_file), max_len=6, min_tokens=2, val_fraction=0.25,
                                        cache_dir=cache_dir)
     again.setup("fit")
     assert [p.text for p in again.split_poems["val"]] == [p.text for p in dm.split_poems["val"]]  # seeded split
@@ -200,7 +200,7 @@ def test_embedded_default_loads_offline(cache_dir):
     assert DEFAULT_POEMS.is_file() and DEFAULT_GLOVE.is_file() and DEFAULT_GLOVE.stat().st_size < 4_000_000
     dm = PoetryEmbeddingsDataModule(max_poems=128, cache_dir=cache_dir)
     dm.setup("fit")
-    assert dm.embedding_dim == 50 and dm.report["poems_used"] == 128 and dm.report["coverage"] > 0.97
+    assert dm.vector_dim == 50 and dm.report["poems_used"] == 128 and dm.report["coverage"] > 0.97
     assert 5 <= dm.report["pca_dim_90"] <= dm.report["pca_dim_95"] <= 50
     assert dm.recorded_glove_path == "data/glove/glove.6B.50d.poems-default.txt.gz"
 
@@ -238,7 +238,7 @@ def test_bundle_loads_into_the_same_batches(tmp_path):
     dm = PoetryEmbeddingsDataModule(bundle_path=str(tmp_path / "b"), val_fraction=0.3, batch_size=10)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
-    assert batch.embeddings.shape[2] == 3 and dm.embedding_dim == 3
+    assert batch.embeddings.shape[2] == 3 and dm.vector_dim == 3
 
 
 def test_bundle_with_mismatched_shapes_raises(tmp_path):

@@ -23,7 +23,7 @@ def tiny_model(dm: CharTextDataModule, **kwargs) -> CharLanguageModel:
 def test_a_tiny_model_overfits_a_repeated_string_and_samples_it_back_greedily(tmp_path):
     torch.manual_seed(0)
     phrase = "hello world! "
-    dm = CharTextDataModule(write(tmp_path, phrase * 20), seq_len=13, stride=1, batch_size=64, num_blocks=4)
+    dm = CharTextDataModule(write(tmp_path, phrase * 20), window_len=13, stride=1, batch_size=64, num_blocks=4)
     model = tiny_model(dm)
     batch = next(iter(dm.train_dataloader()))  # 64 windows: every phase of the phrase, several times
     optimizer = torch.optim.Adam(model.parameters(), lr=0.03)
@@ -42,7 +42,7 @@ def test_a_tiny_model_overfits_a_repeated_string_and_samples_it_back_greedily(tm
 
 def test_sampling_is_deterministic_with_a_seed_and_checks_its_arguments(tmp_path):
     torch.manual_seed(0)
-    dm = CharTextDataModule(write(tmp_path, random_text(2000)), seq_len=16)
+    dm = CharTextDataModule(write(tmp_path, random_text(2000)), window_len=16)
     model = tiny_model(dm)
     a = model.generate("the ", 60, temperature=1.0, seed=7)
     assert a == model.generate("the ", 60, temperature=1.0, seed=7) and a.startswith("the ") and len(a) == 64
@@ -58,7 +58,7 @@ def test_sampling_is_deterministic_with_a_seed_and_checks_its_arguments(tmp_path
 
 
 def test_monitoring_contract_many_to_many(tmp_path):
-    dm = CharTextDataModule(write(tmp_path, random_text(2000)), seq_len=12, batch_size=4)
+    dm = CharTextDataModule(write(tmp_path, random_text(2000)), window_len=12, batch_size=4)
     model = CharLanguageModel(dm.vocab_size, embedding_dim=8, hidden_size=10, num_layers=2, cell="lstm")
     assert is_traceable(model) and model.last_trace is None
     batch = next(iter(dm.val_dataloader()))

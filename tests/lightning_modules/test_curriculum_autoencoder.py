@@ -65,7 +65,7 @@ def test_overfits_eight_poems(cache_dir):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matrices: on a busy CPU, 2 threads make this 10-50x slower
     torch.manual_seed(0)
-    dm = PoetryEmbeddingsDataModule(max_poems=9, seq_len=12, val_fraction=0.1, batch_size=8, cache_dir=cache_dir)
+    dm = PoetryEmbeddingsDataModule(max_poems=9, max_len=12, val_fraction=0.1, batch_size=8, cache_dir=cache_dir)
     dm.setup("fit")
     batch = dm.datasets["train"].collate(list(range(8)))
     net = RNNAutoencoder(50, hidden_size=64, bottleneck_dim=16, cell="gru", decoder_input="bottleneck")
