@@ -3,8 +3,8 @@
     python train.py fit --config configs/reviews.yaml [--trainer.max_epochs 3] [--data.path reviews.csv]
     python train.py test --config configs/reviews.yaml --ckpt_path CKPT
 
-Runs go to ``<default_root_dir>/lightning_logs/version_N/`` (TensorBoard events, the resolved config.yaml,
-``checkpoints/`` with the best and the last epoch).
+Runs go to ``<default_root_dir>/lightning_logs/<model>-<cell>/version_N/`` (TensorBoard events, the resolved
+config.yaml, ``checkpoints/`` with the best and the last epoch), e.g. ``lightning_logs/text_classifier-lstm/``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
+from src.callbacks.run_logger import default_run_logger
 from src.utils.checkpoint_file import read_checkpoint
 from src.utils.errors import exit_on_user_error
 
@@ -38,6 +39,18 @@ class RNNLabCLI(LightningCLI):
                              "last_checkpoint.save_top_k": 1, "last_checkpoint.enable_version_counter": False})
         for source, target in DATA_TO_MODEL:
             parser.link_arguments(source, target, apply_on="instantiate")
+
+    def instantiate_trainer(self, **kwargs):
+        # A run names what it trained (lightning_logs/<model>-<cell>/version_N) and its HParams hold its best
+        # validation metrics (src/callbacks/run_logger.py), unless the config chooses a logger (--trainer.logger).
+        trainer = self._get(self.config_init, "trainer", default={})
+        if trainer.get("logger") in (None, True) and "logger" not in kwargs:
+            settings = {"seed": self._get(self.config, "seed_everything"),
+                        "gradient_clip_val": trainer.get("gradient_clip_val")}
+            kwargs["logger"] = default_run_logger(self.model, trainer.get("default_root_dir"),
+                                                  self._get(self.config_init, "checkpoint"),
+                                                  {k: v for k, v in settings.items() if v is not None})
+        return super().instantiate_trainer(**kwargs)
 
 
 def check_ckpt_arg(argv: list[str]) -> None:

@@ -23,6 +23,14 @@ def random_text(n: int, alphabet: str = "abcdefghijklmnopqrstuvwxyz ,.\n", seed:
     return "".join(rng.choice(alphabet) for _ in range(n))
 
 
+def run_dir(root: Path, version: int = 0) -> Path:
+    """The folder of train.py's run ``version`` under ``root``: ``lightning_logs/<model>-<cell>/version_N``, the
+    runs of one model (train.py names the folder after what it trains)."""
+    found = sorted(Path(root).glob(f"lightning_logs/*/version_{version}"))
+    assert len(found) == 1, f"expected one run folder version_{version} under {root}/lightning_logs: {found}"
+    return found[0]
+
+
 def scalars(run_dir: Path) -> dict[str, list[float]]:
     """Every scalar tag under ``run_dir`` -> its values in step order, read with TensorBoard's own reader."""
     values: dict[str, list[float]] = {}

@@ -37,6 +37,11 @@ def run_dir(trainer: "pl.Trainer") -> Path:
     return path
 
 
+def log10(value: float) -> float:
+    """log10 of a magnitude for a ``_log10`` tag; NaN (left out by ``log_scalars``) for 0, negatives and NaN."""
+    return math.log10(value) if 0 < value < math.inf else math.nan
+
+
 def log_scalars(trainer: "pl.Trainer", metrics: dict[str, float], step: int) -> None:
     """Log scalars at ``step`` (non-finite values are skipped) to every logger.
 
@@ -134,14 +139,21 @@ def _shared(writer) -> _RunOutput:
     return _RUNS.setdefault(writer, _RunOutput())
 
 
+# The custom-scalars tab opens on its first category: the one that answers "why did my RNN fail?".
+LAYOUT_ORDER = ("gradient through time", "parameter gradient norms", "hidden states", "gates")
+
+
 def add_layout(writer, category: str, charts: dict[str, list[str]]) -> None:
-    """Add ``category`` to the run's custom-scalars layout (TensorBoard's CUSTOM SCALARS tab).
+    """Add ``category`` to the run's custom-scalars layout (TensorBoard's CUSTOM SCALARS tab), in
+    ``LAYOUT_ORDER`` (others after).
 
     TensorBoard keeps only the last layout a run writes, so the categories of every callback are merged on
     the writer and the whole layout is written again. ``charts``: chart title -> tag regexes on one chart.
     """
     layout = _shared(writer).layout
     layout[category] = {title: ["Multiline", tags] for title, tags in charts.items()}
-    writer.add_custom_scalars(layout)
+    rank = {name: i for i, name in enumerate(LAYOUT_ORDER)}
+    ordered = sorted(layout, key=lambda name: rank.get(name, len(rank)))
+    writer.add_custom_scalars({name: layout[name] for name in ordered})
 
 

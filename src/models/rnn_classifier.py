@@ -56,7 +56,8 @@ class RNNClassifier(nn.Module):
         rec = self.rnn(embedded, lengths)
         pooled = self.pool(rec, lengths, mask)  # [B, H * dirs]
         logits = self.head(self.dropout(pooled)).squeeze(-1)
-        return ClassifierOutput(logits, RecurrentTrace(embedded, mask, rec.hidden, self._cells(rec)))
+        trace = RecurrentTrace(embedded, mask, rec.hidden, rec.cells(self.rnn.state_names()), rec.layers)
+        return ClassifierOutput(logits, trace)
 
     def pool(self, rec: RecurrentOutput, lengths: Tensor, mask: Tensor) -> Tensor:
         out = rec.output  # [B, T, H * dirs]
@@ -70,10 +71,3 @@ class RNNClassifier(nn.Module):
         if self.rnn.directions == 1:
             return forward_last
         return torch.cat([forward_last, out[:, 0, h:]], dim=-1)
-
-    def _cells(self, rec: RecurrentOutput) -> dict[str, Tensor]:
-        if rec.final_cell is None:
-            return {}
-        d = self.rnn.directions
-        names = [f"rnn_l{i}" + ("_reverse" if j else "") for i in range(self.rnn.num_layers) for j in range(d)]
-        return dict(zip(names, rec.final_cell))

@@ -63,7 +63,7 @@ def test_trace_exposes_inputs_mask_and_per_layer_hidden_sequences():
     out = model(torch.randint(2, 20, (2, 5)), torch.tensor([5, 2]), watch_inputs=True)
     trace = out.trace
     assert trace.inputs.shape == (2, 5, 4) and trace.mask.tolist()[1] == [True, True, False, False, False]
-    assert set(trace.hidden) == {"rnn_l0", "rnn_l0_reverse", "rnn_l1", "rnn_l1_reverse"}
+    assert set(trace.hidden) == {"lstm_l0", "lstm_l0_reverse", "lstm_l1", "lstm_l1_reverse"} == set(trace.layers)
     assert all(h.shape == (2, 5, 3) for h in trace.hidden.values())
     out.logits.sum().backward()
     assert trace.inputs.grad is not None and trace.inputs.grad.shape == (2, 5, 4)
