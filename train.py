@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
-from src.callbacks.run_logger import default_run_logger
+from src.callbacks.run_logger import default_run_logger, optimizer_hparams
 from src.utils.checkpoint_file import read_checkpoint
 from src.utils.errors import exit_on_user_error
 
@@ -46,7 +46,8 @@ class RNNLabCLI(LightningCLI):
         trainer = self._get(self.config_init, "trainer", default={})
         if trainer.get("logger") in (None, True) and "logger" not in kwargs:
             settings = {"seed": self._get(self.config, "seed_everything"),
-                        "gradient_clip_val": trainer.get("gradient_clip_val")}
+                        "gradient_clip_val": trainer.get("gradient_clip_val"),
+                        **optimizer_hparams(self._get(self.config, "model"))}
             kwargs["logger"] = default_run_logger(self.model, trainer.get("default_root_dir"),
                                                   self._get(self.config_init, "checkpoint"),
                                                   {k: v for k, v in settings.items() if v is not None})

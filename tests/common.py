@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,3 +41,17 @@ def scalars(run_dir: Path) -> dict[str, list[float]]:
         for tag in acc.Tags()["scalars"]:
             values.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
     return values
+
+
+def reference_curves(grad, lengths: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Plain loops over ``grad [B, T, D]``: mean over sequences of ||grad[b, t]|| by position (start) and by
+    distance from each sequence's end (end), NaN where no sequence reaches."""
+    steps = grad.shape[1]
+    by_start = [[] for _ in range(steps)]
+    by_end = [[] for _ in range(steps)]
+    for b, length in enumerate(lengths):
+        for t in range(length):
+            norm = float(grad[b, t].double().norm())
+            by_start[t].append(norm)
+            by_end[steps - 1 - (length - 1 - t)].append(norm)
+    return tuple(np.array([np.mean(r) if r else np.nan for r in rows]) for rows in (by_start, by_end))

@@ -325,7 +325,7 @@ def gate_summary(name: str, cell: str, counts: np.ndarray) -> dict[str, float]:
     """``[4, G, H]`` gate counts of one layer (left, right, activation sum, valid positions) -> the scalars
     ``gates/<layer>/<gate>/left|right`` (shares over units and valid positions) and ``gates/<layer>/<memory
     gate>/mean``."""
-    valid = float(counts[3].sum())
+    valid = float(counts[3, 0].sum())  # valid positions x units (the same for every gate)
     if valid == 0:
         return {}
     scalars = {}

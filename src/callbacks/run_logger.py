@@ -44,7 +44,8 @@ class RunLogger(TensorBoardLogger):
     def log_hyperparams(self, params, metrics=None, step=None) -> None:
         super().log_hyperparams(params, metrics, step)  # hparams.yaml; no TensorBoard entry without metrics
         flat = _sanitize_params(_flatten_dict(_convert_params(params)))
-        self._session_params = {**self.extra_hparams, **flat}
+        # LightningCLI's own bookkeeping (_instantiator, _class_path) is no hyperparameter.
+        self._session_params = {**self.extra_hparams, **{k: v for k, v in flat.items() if not k.startswith("_")}}
 
     @rank_zero_only
     def log_metrics(self, metrics, step=None) -> None:
@@ -76,6 +77,19 @@ class RunLogger(TensorBoardLogger):
         for summary in (experiment, start, end):
             writer.add_summary(summary)
         self._session_written = True
+
+
+def optimizer_hparams(model_config) -> dict[str, Any]:
+    """The optimizer's class name and learning rate from a model's LightningCLI config (``init_args.optimizer``, a
+    callable our modules keep out of their hyperparameters), where it has them."""
+    optimizer = _get(_get(model_config, "init_args"), "optimizer")
+    name = str(_get(optimizer, "class_path") or "").rpartition(".")[2]
+    lr = _get(_get(optimizer, "init_args"), "lr")
+    return {k: v for k, v in (("optimizer", name), ("lr", lr)) if v not in (None, "")}
+
+
+def _get(config, key: str):
+    return config.get(key) if hasattr(config, "get") else None
 
 
 def default_run_logger(model, default_root_dir: Optional[str], checkpoint=None,

@@ -29,7 +29,7 @@ from src.callbacks.hidden_state_monitor import cell_norm, hidden_stats
 from src.lightning_modules.text_classifier import TextClassifier
 from src.models.recurrent_stack import RecurrentStack
 from src.models.recurrent_trace import mask_from_lengths
-from tests.common import run_dir
+from tests.common import reference_curves, run_dir
 
 QUIET = dict(enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, accelerator="cpu",
              devices=1)
@@ -46,20 +46,6 @@ def event_accumulator(root):
 
 
 # -- per-timestep gradient norms --------------------------------------------------------------------------------
-def reference_curves(grad: torch.Tensor, lengths: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Plain loops: mean over sequences of ||grad[b, t]|| by position (start) and by distance from the end."""
-    steps = grad.shape[1]
-    by_start = [[] for _ in range(steps)]
-    by_end = [[] for _ in range(steps)]
-    for b, length in enumerate(lengths):
-        for t in range(length):
-            norm = float(torch.linalg.vector_norm(grad[b, t].double()))
-            by_start[t].append(norm)
-            by_end[steps - 1 - (length - 1 - t)].append(norm)
-    mean = lambda rows: np.array([np.mean(r) if r else np.nan for r in rows])  # noqa: E731
-    return mean(by_start), mean(by_end)
-
-
 def test_timestep_norms_ignore_padding_whatever_its_gradient():
     torch.manual_seed(0)
     lengths = [5, 2, 7, 3]
