@@ -236,66 +236,126 @@ def colour_ramp(bar: Axes, colormap: str) -> Image.Image:
     return palette_image(np.repeat(ramp[:, None], right - left - 1, axis=1), colormap)
 
 
-def raster_panels(panels: dict[str, np.ndarray], value_range: tuple[float, float], xlabel: str, ylabel: str,
-                  colorbar_label: str, colormap: str = "RdBu_r", width: int = 640,
-                  panel_height: tuple[int, int] = (120, 240)) -> Image.Image:
-    """name -> ``[rows, columns]`` values, one panel each, stacked on one x range (the longest), with row and
-    column ticks, the name as the panel's title and one colour bar for all -> palette image.
+class RasterChart:
+    """Panels of ``[rows, columns]`` values, stacked on one x range (the longest), with row and column ticks, each
+    panel's name as its title and one colour bar on a fixed ``value_range``. The frame (text, ticks) is drawn once
+    per set of panel shapes and kept; a drawing pastes the cells (the same validation sequence every epoch reuses
+    the frame).
 
     Rows get a whole number of pixels each where that fits within the ``panel_height`` bounds; columns are
     stretched (or, for sequences longer than the plot is wide, sampled) to the plot's width.
     """
-    left, right_margin, title_space, axis_space = 56, 92, 26, 40
-    columns = max((v.shape[1] for v in panels.values()), default=1)
-    heights = [min(max(v.shape[0] * max(1, panel_height[0] // max(v.shape[0], 1)), panel_height[0]),
-                   panel_height[1]) for v in panels.values()]
-    size = (width, sum(h + title_space for h in heights) + axis_space)
-    image = Image.new("RGB", size, "white")
-    boxes, top = [], 0
-    for index, ((name, values), height) in enumerate(zip(panels.items(), heights)):
-        box = (left, top + title_space, width - right_margin, top + title_space + height)
-        axes = Axes(size, box, (-0.5, columns - 0.5), (-0.5, values.shape[0] - 0.5))
-        last = index == len(heights) - 1
-        xticks = [(t, f"{t:g}") for t in nice_ticks(0, columns - 1, integer=True)] if last else []
-        yticks = [(t, f"{t:g}") for t in nice_ticks(0, values.shape[0] - 1, 4, integer=True)]
-        draw_axes(image, axes, xticks, yticks, xlabel if last else "", ylabel, title=name, grid=False)
-        boxes.append((box, values))
-        top = box[3]
-    bar = Axes(size, (width - right_margin + 12, boxes[0][0][1], width - right_margin + 26, boxes[-1][0][3]),
-               (0.0, 1.0), value_range)
-    draw_colorbar(image, bar, [(t, f"{t:g}") for t in nice_ticks(*value_range, 4)], colorbar_label)
-    frame = image.quantize(palette=_palette_image(colormap), dither=Image.Dither.NONE)
-    for (x0, y0, x1, y1), values in boxes:
-        padded = np.full((values.shape[0], columns), np.nan)
-        padded[:, :values.shape[1]] = values
-        cells = palette_image(levels(padded[::-1], *value_range), colormap)  # row 0 at the bottom
-        frame.paste(cells.resize((x1 - x0 - 1, y1 - y0 - 1), Image.Resampling.NEAREST), (x0 + 1, y0 + 1))
-    frame.paste(colour_ramp(bar, colormap), (bar.box[0] + 1, bar.box[1] + 1))
-    return frame
+
+    LEFT, RIGHT_MARGIN, TITLE_SPACE, AXIS_SPACE = 56, 92, 26, 40
+
+    def __init__(self, value_range: tuple[float, float], xlabel: str, ylabel: str, colorbar_label: str,
+                 colormap: str = "RdBu_r", width: int = 640, panel_height: tuple[int, int] = (120, 240)):
+        self.value_range, self.xlabel, self.ylabel, self.colorbar_label = value_range, xlabel, ylabel, colorbar_label
+        self.colormap, self.width, self.panel_height = colormap, width, panel_height
+        self._key: Optional[tuple] = None
+        self._frame: Optional[Image.Image] = None
+        self._boxes: list[tuple[int, int, int, int]] = []
+
+    def draw(self, panels: dict[str, np.ndarray]) -> Image.Image:
+        columns = max((v.shape[1] for v in panels.values()), default=1)
+        key = (columns, tuple((name, v.shape[0]) for name, v in panels.items()))
+        if key != self._key:
+            self._frame, self._boxes = self._draw_frame(panels, columns)
+            self._key = key
+        frame = self._frame.copy()
+        for (x0, y0, x1, y1), values in zip(self._boxes, panels.values()):
+            padded = np.full((values.shape[0], columns), np.nan)
+            padded[:, :values.shape[1]] = values
+            cells = palette_image(levels(padded[::-1], *self.value_range), self.colormap)  # row 0 at the bottom
+            frame.paste(cells.resize((x1 - x0 - 1, y1 - y0 - 1), Image.Resampling.NEAREST), (x0 + 1, y0 + 1))
+        return frame
+
+    def _draw_frame(self, panels: dict[str, np.ndarray], columns: int):
+        low, high = self.panel_height
+        heights = [min(max(v.shape[0] * max(1, low // max(v.shape[0], 1)), low), high) for v in panels.values()]
+        size = (self.width, sum(h + self.TITLE_SPACE for h in heights) + self.AXIS_SPACE)
+        image = Image.new("RGB", size, "white")
+        boxes, top = [], 0
+        right = self.width - self.RIGHT_MARGIN
+        for index, ((name, values), height) in enumerate(zip(panels.items(), heights)):
+            box = (self.LEFT, top + self.TITLE_SPACE, right, top + self.TITLE_SPACE + height)
+            axes = Axes(size, box, (-0.5, columns - 0.5), (-0.5, values.shape[0] - 0.5))
+            last = index == len(heights) - 1
+            xticks = [(t, f"{t:g}") for t in nice_ticks(0, columns - 1, integer=True)] if last else []
+            yticks = [(t, f"{t:g}") for t in nice_ticks(0, values.shape[0] - 1, 4, integer=True)]
+            draw_axes(image, axes, xticks, yticks, self.xlabel if last else "", self.ylabel, title=name, grid=False)
+            boxes.append(box)
+            top = box[3]
+        bar = Axes(size, (right + 12, boxes[0][1], right + 26, boxes[-1][3]), (0.0, 1.0), self.value_range)
+        draw_colorbar(image, bar, [(t, f"{t:g}") for t in nice_ticks(*self.value_range, 4)], self.colorbar_label)
+        frame = image.quantize(palette=_palette_image(self.colormap), dither=Image.Dither.NONE)
+        frame.paste(colour_ramp(bar, self.colormap), (bar.box[0] + 1, bar.box[1] + 1))
+        return frame, boxes
+
+
+def raster_panels(panels: dict[str, np.ndarray], value_range: tuple[float, float], xlabel: str, ylabel: str,
+                  colorbar_label: str, colormap: str = "RdBu_r") -> Image.Image:
+    """One ``RasterChart`` drawing (see there)."""
+    return RasterChart(value_range, xlabel, ylabel, colorbar_label, colormap).draw(panels)
+
+
+class ScatterChart:
+    """One square panel per title side by side, points in [0, 1]^2 (one colour per set, named in the legend), each
+    panel with the diagonal x + y = 1 (no point can lie beyond it). The frame is drawn once per set of titles and
+    labels; a drawing stamps the points (3 x 3 pixels) into a copy."""
+
+    LEFT, GAP, TOP, BOTTOM_SPACE = 50, 22, 24, 44
+
+    def __init__(self, xlabel: str, ylabel: str, panel: int = 140):
+        self.xlabel, self.ylabel, self.panel = xlabel, ylabel, panel
+        self._key: Optional[tuple] = None
+        self._frame: Optional[Image.Image] = None
+        self._axes: list[Axes] = []
+
+    def draw(self, panels: dict[str, list[tuple[np.ndarray, np.ndarray]]], labels: Sequence[str]) -> Image.Image:
+        key = (tuple(panels), tuple(labels))
+        if key != self._key:
+            self._frame, self._axes = self._draw_frame(list(panels), list(labels))
+            self._key = key
+        pixels = np.array(self._frame)
+        height, width = pixels.shape
+        for axes, sets in zip(self._axes, panels.values()):
+            for index, (xs, ys) in enumerate(sets):
+                px, py = axes.pixels(np.clip(xs, 0, 1), np.clip(ys, 0, 1))
+                px, py = np.round(px).astype(int), np.round(py).astype(int)
+                for dx in (-1, 0, 1):
+                    for dy in (-1, 0, 1):
+                        pixels[np.clip(py + dy, 0, height - 1), np.clip(px + dx, 0, width - 1)] = \
+                            LINE + index % len(LINE_COLORS)
+        image = Image.fromarray(pixels, mode="P")
+        image.putpalette(palette("viridis"))
+        return image
+
+    def _draw_frame(self, titles: list[str], labels: list[str]):
+        panel = self.panel
+        legend_space = 16 + 14 * ((len(labels) + 2) // 3)
+        size = (self.LEFT + len(titles) * (panel + self.GAP), self.TOP + panel + self.BOTTOM_SPACE + legend_space)
+        image = Image.new("RGB", size, "white")
+        draw = ImageDraw.Draw(image)
+        ticks = [(t, f"{t:g}") for t in (0.0, 0.5, 1.0)]
+        all_axes = []
+        for index, title in enumerate(titles):
+            x0 = self.LEFT + index * (panel + self.GAP)
+            axes = Axes(size, (x0, self.TOP, x0 + panel, self.TOP + panel), (-0.02, 1.02), (-0.02, 1.02))
+            draw_axes(image, axes, ticks, ticks if index == 0 else [], self.xlabel,
+                      self.ylabel if index == 0 else "", title=title)
+            draw.line([tuple(map(float, axes.pixels(0, 1))), tuple(map(float, axes.pixels(1, 0)))],
+                      fill=(150, 150, 150))
+            all_axes.append(axes)
+        for row, label in enumerate(labels):
+            x = self.LEFT + (row % 3) * 180
+            y = self.TOP + panel + self.BOTTOM_SPACE + 6 + 14 * (row // 3)
+            draw.rectangle([x, y - 3, x + 6, y + 3], fill=LINE_COLORS[row % len(LINE_COLORS)])
+            draw.text((x + 12, y), label, fill="black", font=font(), anchor="lm")
+        return image.quantize(palette=_palette_image("viridis"), dither=Image.Dither.NONE), all_axes
 
 
 def scatter_panels(panels: dict[str, list[tuple[np.ndarray, np.ndarray]]], labels: Sequence[str], xlabel: str,
-                   ylabel: str, panel: int = 170) -> Image.Image:
-    """title -> ``(x [N], y [N])`` point sets in [0, 1]^2, one colour per set (``labels`` in the legend), one
-    square panel per title side by side, each with the diagonal x + y = 1 (beyond it no point can lie)."""
-    left, gap, top, bottom_space, legend_space = 50, 26, 24, 44, 16 + 14 * ((len(labels) + 2) // 3)
-    size = (left + len(panels) * (panel + gap), top + panel + bottom_space + legend_space)
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    ticks = [(t, f"{t:g}") for t in (0.0, 0.5, 1.0)]
-    for index, (title, sets) in enumerate(panels.items()):
-        x0 = left + index * (panel + gap)
-        axes = Axes(size, (x0, top, x0 + panel, top + panel), (-0.02, 1.02), (-0.02, 1.02))
-        draw_axes(image, axes, ticks, ticks if index == 0 else [], xlabel, ylabel if index == 0 else "",
-                  title=title, ylabel_x=2)
-        draw.line([tuple(map(float, axes.pixels(0, 1))), tuple(map(float, axes.pixels(1, 0)))], fill=(150, 150, 150))
-        for colour, (xs, ys) in zip(LINE_COLORS * (1 + len(sets) // len(LINE_COLORS)), sets):
-            px, py = axes.pixels(np.clip(xs, 0, 1), np.clip(ys, 0, 1))
-            for u, v in zip(px.tolist(), py.tolist()):
-                draw.ellipse([u - 2, v - 2, u + 2, v + 2], fill=colour)
-    for row, label in enumerate(labels):
-        x = left + (row % 3) * 190
-        y = top + panel + bottom_space + 6 + 14 * (row // 3)
-        draw.ellipse([x, y - 3, x + 6, y + 3], fill=LINE_COLORS[row % len(LINE_COLORS)])
-        draw.text((x + 12, y), label, fill="black", font=font(), anchor="lm")
-    return image.quantize(palette=_palette_image("viridis"), dither=Image.Dither.NONE)
+                   ylabel: str) -> Image.Image:
+    """One ``ScatterChart`` drawing (see there)."""
+    return ScatterChart(xlabel, ylabel).draw(panels, labels)

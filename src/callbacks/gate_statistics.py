@@ -10,14 +10,19 @@ both sequences (``LayerInputs.inputs`` and the hidden sequence), so every gate o
 product over all steps: ``[x_t, h_{t-1}] @ [W_ih, W_hh]^T + b``. No step-by-step loop, no second run of the cell.
 The LSTM's cell state after each sequence's last valid step follows from the gates in closed form as well
 (``c_T = sum_t i_t g_t prod_{s>t} f_s + c_0 prod_s f_s``), so it is known on paths that do not return it.
+
+Cost: the product is as large as the layer's own input projection (about a third of the layer's forward and
+backward work), so the callback computes it on a bounded number of a logged batch's sequences
+(``HiddenStateMonitor(gate_sequences=8)``; training batches are shuffled, so they are a random sample), and on
+every 25th step by default (``gates_every_n_steps``) however often the other statistics are logged.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from src.models.recurrent_trace import LayerInputs
@@ -41,38 +46,40 @@ def previous_states(hidden: Tensor, mask: Tensor, initial: Optional[Tensor], rev
     return torch.where(first_step[..., None].to(hidden.device), start, following)
 
 
-def pre_activations(layer: LayerInputs, hidden: Tensor, mask: Tensor, rows: int) -> Tensor:
-    """``[B, T, rows]`` float32 pre-activations of the first ``rows`` gate rows at every position: one matrix
-    product of ``[x_t, h_{t-1}]`` with ``[W_ih, W_hh]``."""
-    x = layer.inputs.detach().float()
-    previous = previous_states(hidden.detach().float(), mask, layer.initial, layer.reverse)
-    weight = torch.cat([layer.weight_ih[:rows], layer.weight_hh[:rows]], dim=1).detach().float()  # [rows, D + H]
-    bias = None
-    if layer.bias_ih is not None:
-        bias = (layer.bias_ih[:rows] + layer.bias_hh[:rows]).detach().float()
-    return F.linear(torch.cat([x, previous], dim=-1), weight, bias)
-
-
 def gate_activations(layer: LayerInputs, hidden: Tensor, mask: Tensor) -> Tensor:
-    """``[B, T, G, H]`` float32 gate activations in [0, 1], in the order of ``GATES[layer.cell]`` (the LSTM's
-    candidate rescaled, see ``GATES``). hidden: ``[B, T, H]`` the layer's output sequence; mask: ``[B, T]`` valid
-    positions (``layer.stepped`` where the layer stepped through more)."""
-    gates = len(GATES[layer.cell])
-    size = layer.weight_hh.shape[0] // (4 if layer.cell == "lstm" else 3)
+    """``[B, T, G, H]`` float32 gate activations in [0, 1] at every position, in the order of ``GATES[layer.cell]``
+    (the LSTM's candidate as ``(tanh(g) + 1) / 2``). hidden: ``[B, T, H]`` the layer's output sequence; mask:
+    ``[B, T]`` valid positions (``layer.stepped`` where the layer stepped through more).
+
+    ``x_t W_ih^T + h_{t-1} W_hh^T + b`` for all positions at once (the GRU's first two gates only), then one
+    sigmoid: the candidate's pre-activations are doubled, as ``(tanh(g) + 1) / 2 = sigmoid(2 g)``. Written as few
+    tensor operations as it takes: on a training step's small tensors each costs a few microseconds of overhead.
+    """
+    kind = layer.cell
+    gates = len(GATES[kind])
+    size = layer.weight_hh.shape[0] // (4 if kind == "lstm" else 3)
+    rows = gates * size
     stepped = mask if layer.stepped is None else layer.stepped
-    pre = pre_activations(layer, hidden, stepped, gates * size).unflatten(-1, (gates, size))
-    if layer.cell == "gru":
-        return torch.sigmoid(pre)
-    acts = torch.sigmoid(pre)
-    acts[:, :, 2] = torch.tanh(pre[:, :, 2]) * 0.5 + 0.5
-    return acts
+    previous = previous_states(hidden.detach().float(), stepped, layer.initial, layer.reverse)  # [B, T, H]
+    inputs = layer.inputs.detach().float()
+    batch, steps = inputs.shape[:2]
+    weight_ih, weight_hh = layer.weight_ih.detach()[:rows].float(), layer.weight_hh.detach()[:rows].float()
+    if layer.bias_ih is None:
+        pre = inputs.reshape(batch * steps, -1) @ weight_ih.t()
+    else:
+        bias = (layer.bias_ih.detach()[:rows] + layer.bias_hh.detach()[:rows]).float()
+        pre = torch.addmm(bias, inputs.reshape(batch * steps, -1), weight_ih.t())
+    pre.addmm_(previous.reshape(batch * steps, -1), weight_hh.t())  # [B * T, G * H]
+    if kind == "lstm":
+        pre[:, 2 * size:3 * size] *= 2.0
+    return torch.sigmoid_(pre).view(batch, steps, gates, size)
 
 
 def gate_sums(acts: Tensor, mask: Tensor) -> Tensor:
     """``[B, T, G, H]`` activations and ``[B, T]`` valid mask -> ``[4, G, H]`` float32 on their device: per gate
     and unit, the count of valid positions left-saturated (< 0.1), right-saturated (> 0.9), the sum of the
-    activations, and the number of valid positions. Thresholds by clamp and sign, masking by a 0/1 weight (bool
-    tensors cost several times a float operation on CPU)."""
+    activations, and the number of valid positions. Thresholds by clamp and sign, masking by a 0/1 weight: on CPU
+    a comparison or ``where`` on these small tensors costs about twice the float operations (measured)."""
     weight = mask.to(acts.device, torch.float32)[:, :, None, None]
     left = (LEFT - acts).clamp_(min=0.0).sign_().mul_(weight).sum((0, 1))
     right = (acts - RIGHT).clamp_(min=0.0).sign_().mul_(weight).sum((0, 1))
@@ -80,24 +87,37 @@ def gate_sums(acts: Tensor, mask: Tensor) -> Tensor:
     return torch.stack([left, right, total, weight.sum().expand_as(total)])
 
 
-def final_cell(layer: LayerInputs, hidden: Tensor, mask: Tensor) -> Tensor:
+def final_cell(layer: LayerInputs, hidden: Tensor, mask: Tensor, acts: Optional[Tensor] = None) -> Tensor:
     """``[B, H]`` float32 LSTM cell state after each sequence's last step (the reverse direction's: after its
-    first position), from the gates: ``c = sum_t i_t g_t prod_{s after t} f_s + c_0 prod_s f_s``, with the
-    products as exponentials of sums of log-sigmoids (float64 sums: exact to float32 rounding over long sequences).
+    first position), from the gates: ``c = sum_t i_t g_t prod_{s after t} f_s + c_0 prod_s f_s``; the products
+    are cumulative products over time (float32, no logarithms: a product of numbers in [0, 1] loses no digits).
 
     mask: ``[B, T]`` valid positions. A padded (not packed) layer's reverse direction also steps through the
-    padding first (``layer.stepped``), and its cell state holds what it read there.
+    padding first (``layer.stepped``), and its cell state holds what it read there. acts: ``gate_activations``
+    of the same arguments, if already computed.
     """
-    size = layer.weight_hh.shape[0] // 4
+    acts = gate_activations(layer, hidden, mask) if acts is None else acts
     stepped = mask if layer.stepped is None else layer.stepped
-    pre = pre_activations(layer, hidden, stepped, 3 * size).unflatten(-1, (3, size))
-    weight = (stepped if layer.reverse else mask).to(pre.device, torch.float64)[..., None]  # [B, T, 1]
-    log_forget = F.logsigmoid(pre[:, :, 1].double()) * weight
-    written = torch.sigmoid(pre[:, :, 0]).double() * torch.tanh(pre[:, :, 2]).double() * weight  # i_t g_t
-    sums = log_forget.cumsum(1)
-    total = sums[:, -1:]
-    kept = (sums - log_forget) if layer.reverse else (total - sums)  # log prod of f over the steps after t
-    cell = (written * kept.exp()).sum(1)
+    chain = (stepped if layer.reverse else mask).to(acts.device, torch.float32)[..., None]  # [B, T, 1] its steps
+    forget = acts[:, :, 1] * chain + (1.0 - chain)  # 1 where the chain does not step: the product skips it
+    written = acts[:, :, 0] * (2.0 * acts[:, :, 2] - 1.0) * chain  # i_t g_t
+    if layer.reverse:  # from the last position back to the first: what is written at t decays over s < t
+        through = torch.cumprod(forget, dim=1)
+        cell = written[:, 0] + (written[:, 1:] * through[:, :-1]).sum(1)
+        total = through[:, -1]
+    else:
+        through = torch.cumprod(forget.flip(1), dim=1).flip(1)  # prod over s >= t
+        cell = written[:, -1] + (written[:, :-1] * through[:, 1:]).sum(1)
+        total = through[:, 0]
     if layer.initial_cell is not None:
-        cell = cell + layer.initial_cell.detach().double() * total[:, 0].exp()
-    return cell.float()
+        cell = cell + layer.initial_cell.detach().float() * total
+    return cell
+
+
+def first_sequences(layer: LayerInputs, count: int) -> LayerInputs:
+    """The ``LayerInputs`` of the first ``count`` sequences of the batch."""
+    if count >= layer.inputs.size(0):
+        return layer
+    pick = (lambda t: None if t is None else t[:count])  # noqa: E731
+    return replace(layer, inputs=layer.inputs[:count], initial=pick(layer.initial),
+                   initial_cell=pick(layer.initial_cell), stepped=pick(layer.stepped))

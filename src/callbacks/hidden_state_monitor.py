@@ -18,9 +18,18 @@ import torch
 from lightning_utilities.core.apply_func import apply_to_collection
 from torch import Tensor
 
-from src.callbacks.charts import raster_panels, scatter_panels
+from src.callbacks.charts import RasterChart, ScatterChart
 from src.callbacks.diagnosis import write_diagnosis
-from src.callbacks.gate_statistics import GATES, LEFT, MEMORY_GATE, RIGHT, final_cell, gate_activations, gate_sums
+from src.callbacks.gate_statistics import (
+    GATES,
+    LEFT,
+    MEMORY_GATE,
+    RIGHT,
+    final_cell,
+    first_sequences,
+    gate_activations,
+    gate_sums,
+)
 from src.callbacks.recurrent_hooks import HookTrace
 from src.callbacks.tensorboard_output import (
     add_layout,
@@ -110,20 +119,33 @@ class HiddenStateMonitor(TraceArmingCallback):
         every_n_steps: log on optimizer steps 0, n, 2n, ... (see GradientFlowMonitor).
         threshold: ``|h|`` above which a unit counts as saturated (0.9, as in the reference notebooks).
         gates: log the gate statistics and their picture (LSTM and GRU layers).
+        gates_every_n_steps: compute the gates on the logged steps that are also multiples of this (default 25: as
+            often as the other statistics at their default, and no more often when ``every_n_steps`` is lowered).
+            On the default run they cost ~0.2 ms a step, a tenth of a training step (docs/benchmarks.md).
+        gate_sequences: the gates are computed on the first this many sequences of a logged batch (training batches
+            are shuffled: a random sample). Their matrix product is as large as the layer's own input projection,
+            about a third of its forward and backward work. The same sequences give an LSTM's ``cell_norm`` where
+            the model does not return the cell state after each sequence's last token (a padded batch), on the same
+            steps. None: every sequence.
         histograms: log the per-epoch histograms.
-        example_image: log, at the end of each validation, the image of the first sequence of the first validation
-            batch (the same sequence every epoch, in eval mode).
+        images: log the per-epoch pictures: ``hidden/example`` at the end of each validation (the first sequence of
+            the first validation batch: the same sequence every epoch, in eval mode) and ``gates/saturation``.
         max_histogram_values: random subsample of the values put in a histogram (bounds its work on long batches).
         save_arrays: write ``hidden_state.npz`` at the end of training (also when it stops on an exception).
     """
 
-    def __init__(self, every_n_steps: int = 25, threshold: float = 0.9, gates: bool = True, histograms: bool = True,
-                 example_image: bool = True, max_histogram_values: int = 50_000, save_arrays: bool = True):
+    def __init__(self, every_n_steps: int = 25, threshold: float = 0.9, gates: bool = True,
+                 gates_every_n_steps: int = 25, gate_sequences: Optional[int] = 8, histograms: bool = True,
+                 images: bool = True, max_histogram_values: int = 50_000, save_arrays: bool = True):
         super().__init__()
         if not threshold > 0:
             raise UserInputError(f"HiddenStateMonitor threshold={threshold} must be > 0 (e.g. 0.9)")
+        if gate_sequences is not None and gate_sequences < 1:
+            raise UserInputError(f"HiddenStateMonitor gate_sequences={gate_sequences} must be >= 1 (or null: all)")
+        self.gate_sequences = gate_sequences
+        self.gates_every_n_steps = check_every_n_steps(gates_every_n_steps)
         self.every_n_steps = check_every_n_steps(every_n_steps)
-        self.threshold, self.gates, self.histograms, self.example_image = threshold, gates, histograms, example_image
+        self.threshold, self.gates, self.histograms, self.images = threshold, gates, histograms, images
         self.max_histogram_values, self.save_arrays = max_histogram_values, save_arrays
         self.records: list[dict] = []  # per logged step: step, epoch, {"<layer>/<stat>" or "gates/...": value}
         self._histogram_values: dict[str, tuple[Tensor, Tensor]] = {}  # layer -> (h [B,T,H], mask [B,T])
@@ -133,6 +155,8 @@ class HiddenStateMonitor(TraceArmingCallback):
         self._example = None  # contract models: the first sequence of the first validation batch, on the device
         self._example_hooks: Optional[HookTrace] = None  # other models: hooks on that batch's forward pass
         self._example_states: dict[str, np.ndarray] = {}
+        self._example_chart = RasterChart((-1.0, 1.0), "time step", "unit", "hidden state h")
+        self._gate_chart = ScatterChart(f"share left-saturated (< {LEFT:g})", f"share right-saturated (> {RIGHT:g})")
 
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
@@ -162,16 +186,23 @@ class HiddenStateMonitor(TraceArmingCallback):
         # The sums now, on the device (the hidden states are freed after the step); divided with the other
         # pending steps' after one copy to the host.
         sums, cells, gates = {}, {}, {}
+        gate_step = trainer.global_step % self.gates_every_n_steps == 0
         for name, h in trace.hidden.items():
             mask = trace.mask_of(name)
             sums[name] = hidden_sums(h, mask, self.threshold)
-            layer = trace.layers.get(name)
             if name in trace.cell:
                 cells[name] = mean_cell_norm(trace.cell[name])
-            elif layer is not None and layer.cell == "lstm":  # a padded path that does not return it: the gates'
-                cells[name] = mean_cell_norm(final_cell(layer, h, mask))
-            if self.gates and layer is not None and layer.cell in GATES:
-                gates[name] = (layer.cell, gate_sums(gate_activations(layer, h, mask), mask))
+            layer = trace.layers.get(name)
+            wanted = self.gates or (layer is not None and layer.cell == "lstm" and name not in cells)
+            if layer is None or layer.cell not in GATES or not wanted or not gate_step:
+                continue
+            count = self.gate_sequences or h.size(0)
+            layer, h, mask = first_sequences(layer, count), h[:count], mask[:count]
+            acts = gate_activations(layer, h, mask)  # [b, T, G, H], computed once for the statistics and the cell
+            if self.gates:
+                gates[name] = (layer.cell, gate_sums(acts, mask))
+            if layer.cell == "lstm" and name not in cells:  # a padded path that does not return it: from the gates
+                cells[name] = mean_cell_norm(final_cell(layer, h, mask, acts))
         self._pending.add((trainer.global_step, trainer.current_epoch, sums, cells, gates))
         if self.histograms:
             # Kept by reference; masked and subsampled only at the epoch end, for the last logged step.
@@ -214,7 +245,7 @@ class HiddenStateMonitor(TraceArmingCallback):
         self._epoch_gates = {}
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        if not (self.example_image and batch_idx == 0 and dataloader_idx == 0 and trainer.is_global_zero):
+        if not (self.images and batch_idx == 0 and dataloader_idx == 0 and trainer.is_global_zero):
             return
         if is_traceable(pl_module):
             if self._example is None:
@@ -238,7 +269,7 @@ class HiddenStateMonitor(TraceArmingCallback):
 
     def on_validation_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         # Drawn here rather than at the training epoch's end: the module is already in eval mode, without grad.
-        if not trainer.is_global_zero or trainer.sanity_checking or not self.example_image:
+        if not trainer.is_global_zero or trainer.sanity_checking or not self.images:
             return
         writer = tensorboard_writer(trainer)
         if writer is None:
@@ -247,7 +278,7 @@ class HiddenStateMonitor(TraceArmingCallback):
         if is_traceable(pl_module) and self._example is not None:
             hidden = self.example_states(pl_module)
         if hidden:
-            write_image(writer, "hidden/example", hidden_raster(hidden), trainer.global_step)
+            write_image(writer, "hidden/example", self._example_chart.draw(hidden), trainer.global_step)
 
     def on_validation_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         if trainer.is_global_zero and not trainer.sanity_checking:
@@ -262,8 +293,9 @@ class HiddenStateMonitor(TraceArmingCallback):
             for name, (hidden, mask) in self._histogram_values.items():
                 values = self._sample(hidden[mask.to(hidden.device).bool()])
                 write_histogram(writer, f"hidden/{name}/values", values, trainer.global_step)
-            if self.gates and self._epoch_gates:
-                write_image(writer, "gates/saturation", gate_picture(self._epoch_gates), trainer.global_step)
+            if self.gates and self.images and self._epoch_gates:
+                write_image(writer, "gates/saturation", gate_picture(self._epoch_gates, self._gate_chart),
+                            trainer.global_step)
         self._histogram_values = {}
 
     def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
@@ -337,7 +369,7 @@ def gate_summary(name: str, cell: str, counts: np.ndarray) -> dict[str, float]:
     return scalars
 
 
-def gate_picture(epoch_gates: dict[str, tuple[str, np.ndarray]]):
+def gate_picture(epoch_gates: dict[str, tuple[str, np.ndarray]], chart: Optional[ScatterChart] = None):
     """layer -> (cell, ``[4, G, H]`` counts summed over the epoch's logged steps) -> Karpathy et al.'s picture:
     per gate, each unit's share of left-saturated (< 0.1) against right-saturated (> 0.9) activations, a colour
     per layer."""
@@ -347,8 +379,8 @@ def gate_picture(epoch_gates: dict[str, tuple[str, np.ndarray]]):
         valid = np.maximum(counts[3], 1.0)
         for index, gate in enumerate(GATES[cell]):
             panels[gate].append((counts[0, index] / valid[index], counts[1, index] / valid[index]))
-    return scatter_panels(panels, list(epoch_gates), f"share left-saturated (< {LEFT:g})",
-                          f"share right-saturated (> {RIGHT:g})")
+    chart = chart or ScatterChart(f"share left-saturated (< {LEFT:g})", f"share right-saturated (> {RIGHT:g})")
+    return chart.draw(panels, list(epoch_gates))
 
 
 def first_sequence(trace: RecurrentTrace) -> dict[str, np.ndarray]:
@@ -363,4 +395,4 @@ def first_sequence(trace: RecurrentTrace) -> dict[str, np.ndarray]:
 def hidden_raster(hidden: dict[str, np.ndarray]):
     """layer -> ``[H, L]`` states -> one panel per layer (unit x time step), blue -1 / white 0 / red +1 on a fixed
     scale (values beyond +-1, e.g. of a ReLU RNN, take the end colours), with a colour bar."""
-    return raster_panels(hidden, (-1.0, 1.0), "time step", "unit", "hidden state h")
+    return RasterChart((-1.0, 1.0), "time step", "unit", "hidden state h").draw(hidden)

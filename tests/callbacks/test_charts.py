@@ -80,7 +80,7 @@ def test_raster_panels_stack_one_panel_per_layer_on_one_colour_scale():
 def test_scatter_panels_put_each_unit_at_its_left_and_right_shares():
     image = scatter_panels({"forget": [(np.array([0.0]), np.array([1.0]))]}, ["lstm_l0"], "left", "right")
     rgb = np.asarray(image.convert("RGB"))
-    left, top, size = 50, 24, 170
+    left, top, size = 50, 24, 140
     x, y = left + 0.02 / 1.04 * size, top + 0.02 / 1.04 * size  # (0, 1): the top-left corner of the panel
     patch = rgb[int(y) - 2:int(y) + 3, int(x) - 2:int(x) + 3].reshape(-1, 3)
     assert any(tuple(p) == LINE_COLORS[0] for p in patch)

@@ -348,7 +348,7 @@ def test_bf16_mixed_precision_norms_are_float32_and_finite(tmp_path):
     torch.manual_seed(0)
     model = TextClassifier(vocab_size=30, cell="gru", embedding_dim=6, hidden_size=8)
     flow = GradientFlowMonitor(every_n_steps=1, images=False, save_arrays=False)
-    hidden = HiddenStateMonitor(every_n_steps=1)
+    hidden = HiddenStateMonitor(every_n_steps=1, gates_every_n_steps=1)
     trainer = pl.Trainer(max_steps=2, precision="bf16-mixed", logger=False, callbacks=[flow, hidden],
                          limit_val_batches=0, default_root_dir=tmp_path, **QUIET)
     trainer.fit(model, datamodule=OneBatch(padded_batch(), steps=2))
@@ -367,7 +367,8 @@ def test_held_steps_are_finished_when_full_and_written_as_one_event_per_step(tmp
     monkeypatch.setattr(trace_arming, "MAX_PENDING_STEPS", 2)
     torch.manual_seed(0)
     callbacks = [GradientFlowMonitor(every_n_steps=1, images=False, save_arrays=False),
-                 HiddenStateMonitor(every_n_steps=1, histograms=False, example_image=False, save_arrays=False),
+                 HiddenStateMonitor(every_n_steps=1, gates_every_n_steps=1, histograms=False, images=False,
+                                    save_arrays=False),
                  GradientNormMonitor(every_n_steps=1, save_arrays=False)]
     finished_before_epoch_end = []
 

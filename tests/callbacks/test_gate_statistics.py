@@ -123,7 +123,7 @@ def test_the_callbacks_gate_shares_equal_the_cell_loop_on_the_training_step(cell
     model = TextClassifier(vocab_size=30, cell=cell, embedding_dim=6, hidden_size=8, num_layers=2, bidirectional=True,
                            optimizer=lambda p: torch.optim.SGD(p, lr=0.1))
     before = copy.deepcopy(model.net).eval()  # dropout is 0: train and eval forward passes are the same
-    monitor = HiddenStateMonitor(every_n_steps=1, histograms=False, example_image=False, save_arrays=False)
+    monitor = HiddenStateMonitor(every_n_steps=1, histograms=False, images=False, save_arrays=False)
     pl.Trainer(max_steps=1, callbacks=[monitor], limit_val_batches=0, **QUIET).fit(model, datamodule=OneBatch(batch))
     values = monitor.records[0]["values"]
     trace = before(batch.tokens, batch.lengths).trace
@@ -159,3 +159,18 @@ def test_gate_statistics_are_float32_from_a_bf16_mixed_forward_pass():
         reference, _ = reference_gates(cell, "lstm", layer.inputs[b].detach().float(), n, False,
                                        previous=hidden[b].detach().float())
         torch.testing.assert_close(acts[b, :n], reference[:n], atol=2e-6, rtol=0)
+
+
+def test_gates_follow_their_own_cadence_however_often_the_rest_is_logged():
+    torch.manual_seed(0)
+    lengths = torch.tensor([4, 2])
+    batch = TextBatch(torch.randint(2, 30, (2, 4)) * mask_from_lengths(lengths, 4), lengths, torch.ones(2))
+    model = TextClassifier(vocab_size=30, cell="lstm", embedding_dim=4, hidden_size=3)
+    monitor = HiddenStateMonitor(every_n_steps=1, gates_every_n_steps=2, histograms=False, images=False,
+                                 save_arrays=False)
+    data = OneBatch(batch)
+    data.train_dataloader = lambda: DataLoader([batch] * 3, batch_size=None)
+    pl.Trainer(max_steps=3, callbacks=[monitor], limit_val_batches=0, **QUIET).fit(model, datamodule=data)
+    has_gates = [any(k.startswith("gates/") for k in r["values"]) for r in monitor.records]
+    has_cell = ["lstm_l0/cell_norm" in r["values"] for r in monitor.records]  # padded: from the gates, same steps
+    assert has_gates == has_cell == [True, False, True]

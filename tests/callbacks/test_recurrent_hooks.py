@@ -93,8 +93,8 @@ def test_hooked_timestep_norms_equal_autograd_on_the_input(layout, cell):
 def test_a_users_module_and_ours_get_the_same_layer_names(cell, num_layers, bidirectional):
     torch.manual_seed(0)
     batch = (padded_tokens(), LENGTHS, torch.ones(5))
-    user, ours = HiddenStateMonitor(every_n_steps=1, histograms=False, example_image=False, save_arrays=False), \
-        HiddenStateMonitor(every_n_steps=1, histograms=False, example_image=False, save_arrays=False)
+    user, ours = HiddenStateMonitor(every_n_steps=1, histograms=False, images=False, save_arrays=False), \
+        HiddenStateMonitor(every_n_steps=1, histograms=False, images=False, save_arrays=False)
     fit(UserTagger(cell, "packed", num_layers, bidirectional), batch, [user])
     from data_modules.batching import TextBatch
 
@@ -167,7 +167,8 @@ def test_a_user_module_with_an_encoder_and_a_decoder_gets_both_through_trainer_c
     torch.manual_seed(0)
     batch = (torch.randint(1, 30, (8, 12)), torch.randint(1, 30, (8, 5)), torch.ones(8))
     model = EncoderDecoder()
-    callbacks = [GradientFlowMonitor(every_n_steps=2), HiddenStateMonitor(every_n_steps=2), GradientNormMonitor(2)]
+    callbacks = [GradientFlowMonitor(every_n_steps=2), HiddenStateMonitor(every_n_steps=2, gates_every_n_steps=2),
+                 GradientNormMonitor(2)]
 
     class HooksOnlyOnLoggedSteps(pl.Callback):
         attached: list[bool] = []
