@@ -48,7 +48,7 @@ class RNNLabCLI(LightningCLI):
             settings = {"seed": self._get(self.config, "seed_everything"),
                         "gradient_clip_val": trainer.get("gradient_clip_val"),
                         **optimizer_hparams(self._get(self.config, "model"))}
-            kwargs["logger"] = default_run_logger(self.model, trainer.get("default_root_dir"),
+            kwargs["logger"] = default_run_logger(self.model, self.datamodule, trainer.get("default_root_dir"),
                                                   self._get(self.config_init, "checkpoint"),
                                                   {k: v for k, v in settings.items() if v is not None})
         return super().instantiate_trainer(**kwargs)

@@ -48,7 +48,8 @@ def diagnose(figures: dict, clip: Optional[float] = None) -> tuple[tuple[str, ..
 
     figures (each part optional): ``flow``: ``summarize`` dicts of the logged steps' gradient curves,
     ``horizon_threshold``; ``saturation``: layer -> latest share of saturated hidden values, ``threshold``;
-    ``totals``: total parameter-gradient norms of the logged steps, ``baseline``: those of the first logged steps.
+    ``totals``: total parameter-gradient norms of the logged steps, ``baseline``: those of the first logged steps;
+    ``memory_gates``: layer -> (``forget`` or ``update``, its mean activation), named when the gradient fades.
     clip: the run's gradient-norm clipping threshold (None: no clipping by norm).
     Verdicts are among ``vanishing``, ``decaying``, ``exploding``, ``saturated``, ``healthy``.
     """
@@ -58,6 +59,8 @@ def diagnose(figures: dict, clip: Optional[float] = None) -> tuple[tuple[str, ..
     flow = [f for f in figures.get("flow", []) if f]
     if flow:
         kind, text = _through_time(flow, figures.get("horizon_threshold", 1e-3))
+        if kind in ("vanishing", "decaying") and figures.get("memory_gates"):
+            text += "; " + _memory(figures["memory_gates"])
         (parts if kind else notes).append(text)
         kinds += [kind] if kind else []
     totals = figures.get("totals", [])
@@ -102,6 +105,13 @@ def _through_time(flow: list[dict], threshold: float) -> tuple[Optional[str], st
     if decades >= EXPLODING_DECADES:
         return "exploding", f"exploding through time: {ratio}, growing going back; {reach}"
     return None, f"{ratio}; {reach}"
+
+
+def _memory(gates: dict[str, tuple[str, float]]) -> str:
+    """layer -> (gate, mean) -> why gated layers lose the gradient: the memory they keep per step."""
+    layer, (gate, mean) = min(gates.items(), key=lambda item: item[1][1])
+    return (f"mean {gate} gate {mean:.2f} in {layer}: it keeps about {mean:.0%} of its state per step (a larger "
+            f"{gate}-gate bias keeps more)")
 
 
 def _total_norm(totals: list[float], baseline: list[float], clip: Optional[float]) -> tuple[Optional[str], str]:

@@ -156,7 +156,7 @@ class HiddenStateMonitor(TraceArmingCallback):
         self._example_hooks: Optional[HookTrace] = None  # other models: hooks on that batch's forward pass
         self._example_states: dict[str, np.ndarray] = {}
         self._example_chart = RasterChart((-1.0, 1.0), "time step", "unit", "hidden state h")
-        self._gate_chart = ScatterChart(f"share left-saturated (< {LEFT:g})", f"share right-saturated (> {RIGHT:g})")
+        self._gate_chart = gate_chart()
 
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
@@ -312,12 +312,19 @@ class HiddenStateMonitor(TraceArmingCallback):
         self.on_train_end(trainer, pl_module)
 
     def diagnosis_figures(self, since: Optional[int]) -> dict:
-        """The last logged step's saturation share per layer, for src/callbacks/diagnosis.py."""
+        """The last logged step's saturation share per layer, and the latest mean forget (update) gate per layer,
+        for src/callbacks/diagnosis.py."""
         if not self.records:
             return {}
         values = self.records[-1]["values"]
+        memory = {}
+        for record in self.records[::-1]:  # the gates' cadence may skip the last logged step
+            memory = {k.split("/")[1]: (k.split("/")[2], v) for k, v in record["values"].items()
+                      if k.startswith("gates/") and k.endswith("/mean")}
+            if memory:
+                break
         return {"saturation": {k[:-len("/saturation")]: v for k, v in values.items() if k.endswith("/saturation")
-                               and not k.startswith("gates/") and math.isfinite(v)}, "threshold": self.threshold}
+                               and math.isfinite(v)}, "threshold": self.threshold, "memory_gates": memory}
 
     def example_states(self, pl_module: "pl.LightningModule") -> dict[str, np.ndarray]:
         """layer -> ``[H, L]`` hidden states of the fixed validation sequence (its L valid steps), eval mode."""
@@ -379,8 +386,12 @@ def gate_picture(epoch_gates: dict[str, tuple[str, np.ndarray]], chart: Optional
         valid = np.maximum(counts[3], 1.0)
         for index, gate in enumerate(GATES[cell]):
             panels[gate].append((counts[0, index] / valid[index], counts[1, index] / valid[index]))
-    chart = chart or ScatterChart(f"share left-saturated (< {LEFT:g})", f"share right-saturated (> {RIGHT:g})")
-    return chart.draw(panels, list(epoch_gates))
+    return (chart or gate_chart()).draw(panels, list(epoch_gates))
+
+
+def gate_chart() -> ScatterChart:
+    """Per unit: the share of its activations below 0.1 (the gate shut) across, above 0.9 (wide open) up."""
+    return ScatterChart(f"share < {LEFT:g} (shut)", f"share > {RIGHT:g} (open)")
 
 
 def first_sequence(trace: RecurrentTrace) -> dict[str, np.ndarray]:

@@ -42,6 +42,10 @@ def test_vanishing_needs_no_saturation_and_saturation_is_reported_beside_it():
     assert "only the last 15 of 50 steps" in line
     kinds, line = diagnose({"flow": [summarize(np.ones(LENGTH))], "saturation": {"rnn_l0": 0.7, "rnn_l1": 0.1}})
     assert kinds == ("saturated",) and "70% of rnn_l0's hidden values" in line
+    # A gated layer that vanishes: the line says how much state its forget gate keeps per step.
+    kinds, line = diagnose({**decaying, "memory_gates": {"lstm_l0": ("forget", 0.5), "lstm_l1": ("forget", 0.9)}})
+    assert kinds == ("vanishing",) and "mean forget gate 0.50 in lstm_l0: it keeps about 50% of its state" in line
+    assert "forget gate" not in diagnose({"flow": [summarize(np.ones(LENGTH))], "memory_gates": {"x": ("f", 0.5)}})[1]
 
 
 def test_exploding_is_judged_against_the_runs_own_clipping_threshold():
@@ -81,6 +85,14 @@ def test_the_showcase_memory_task_runs_are_diagnosed_right_and_name_themselves(t
         tags = scalars(run)
         assert "hp_metric" not in tags and "epoch" not in tags
         assert tags["best/val_acc"][-1] == max(tags["val/acc"])  # the HParams metric: the run's best
+        if cell == "lstm":  # HParams marks what this run's config changed, so TensorBoard shows those columns first
+            from tensorboard.plugins.hparams import plugin_data_pb2
+
+            content = events.SummaryMetadata("_hparams_/experiment").plugin_data.content
+            infos = plugin_data_pb2.HParamsPluginData.FromString(content).experiment.hparam_infos
+            changed = {"cell", "keep_gate_bias", "seq_length", "n_train", "n_val", "n_test"}  # memory_task.yaml's
+            assert {i.name for i in infos if i.differs} == changed
+            assert "lr" in {i.name for i in infos}
         printed = [r.message for r in caplog.records if r.message.startswith("dynamics at step")]
         assert printed and printed[-1].endswith(texts[-1])  # the console says it too (once per change)
         caplog.clear()
