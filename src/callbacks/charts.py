@@ -59,7 +59,8 @@ def levels(values: np.ndarray, low: float, high: float) -> np.ndarray:
     """Values -> palette indices of the colormap (``low`` -> first level, ``high`` -> last); NaN -> white."""
     with np.errstate(invalid="ignore"):
         scaled = (np.asarray(values, dtype=np.float64) - low) / max(high - low, 1e-12)
-    index = LEVELS_START + np.clip(np.nan_to_num(scaled, nan=0.0) * (LEVELS - 1), 0, LEVELS - 1).round()
+    scaled = np.nan_to_num(scaled, nan=0.0, posinf=1.0, neginf=0.0)  # +-inf: the end colours
+    index = LEVELS_START + np.clip(scaled * (LEVELS - 1), 0, LEVELS - 1).round()
     return np.where(np.isnan(values), WHITE, index).astype(np.uint8)
 
 
@@ -184,7 +185,7 @@ class LineChart:
         low, high = self.axes.ylim
         for index, (x, y) in enumerate(curves):
             y = np.asarray(y, dtype=np.float64)
-            px, py = self.axes.pixels(x, np.where(np.isfinite(y), np.clip(y, low, high), np.nan))
+            px, py = self.axes.pixels(x, np.where(np.isnan(y), np.nan, np.clip(y, low, high)))  # +-inf: on the edge
             colour = LINE + index % len(LINE_COLORS)
             for run in _finite_runs(py):
                 if run.size > 1:

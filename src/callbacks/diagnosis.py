@@ -31,6 +31,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_info
 
@@ -96,7 +97,8 @@ def _through_time(flow: list[dict], threshold: float) -> tuple[Optional[str], st
              f"the last {horizon:.0f} of {length:.0f} steps")
     if math.isnan(decades):
         return None, reach
-    ratio = f"dLoss/dx at 10% of the sequence is 10^{decades:+.1f} of that at 90% ({steps})"
+    ratio = (f"dLoss/dx at 10% of the sequence is 10^{decades:+.1f} of that at 90% ({steps})" if decades > -np.inf
+             else f"dLoss/dx at 10% of the sequence is 0, underflowed below float32's 1e-45 ({steps})")
     if decades <= -VANISHING_DECADES:
         return "vanishing", (f"vanishing through time: {ratio}; {reach}. The early inputs get no learning signal "
                              "(a gated cell with a forget-gate bias, or shorter sequences, help)")

@@ -152,11 +152,12 @@ def log10_scalars(summary: dict[str, float]) -> dict[str, float]:
 
 
 def relative_log10(curve: np.ndarray) -> np.ndarray:
-    """``[T]`` norms -> log10 of each over the last one (0 there); NaN where undefined."""
+    """``[T]`` norms -> log10 of each over the last one (0 there); -inf where a norm underflowed to 0 (drawn on the
+    pictures' floor), NaN where undefined (no sequence there, or a zero last norm)."""
     c = np.asarray(curve, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         values = np.log10(c / c[-1]) if c.size else c
-    return np.where(np.isfinite(values), values, np.nan)
+    return np.where(np.isnan(values) | np.isposinf(values), np.nan, values)
 
 
 def stack_curves(curves: list[np.ndarray], right_aligned: bool) -> np.ndarray:
@@ -354,7 +355,7 @@ def curve_chart(alignment: str, xlim: tuple[float, float],
 def heatmap_image(steps: np.ndarray, matrix: np.ndarray, alignment: str = "end"):
     """log10 norm relative to each step's last position, over (logged training step x time step), on the fixed
     ``RELATIVE_RANGE``; white where no sequence reached."""
-    values = np.stack([_relative_row(row) for row in matrix])
+    values = np.array([_relative_row(row) for row in matrix], dtype=np.float64).reshape(matrix.shape)
     x, xlabel = _x_axis(matrix.shape[1], alignment)
     return heatmap(values, x, [str(s) for s in steps], xlabel, "training step", RELATIVE_LABEL,
                    value_range=RELATIVE_RANGE, title="gradient per time step and training step, relative to the last")
@@ -365,6 +366,4 @@ def _relative_row(row: np.ndarray) -> np.ndarray:
     finite = np.flatnonzero(np.isfinite(row))
     if not finite.size:
         return row
-    with np.errstate(divide="ignore", invalid="ignore"):
-        values = np.log10(row / row[finite[-1]])
-    return np.where(np.isfinite(values), values, np.nan)
+    return relative_log10(row[:finite[-1] + 1]).tolist() + [np.nan] * (row.size - finite[-1] - 1)

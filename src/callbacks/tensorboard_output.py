@@ -37,9 +37,17 @@ def run_dir(trainer: "pl.Trainer") -> Path:
     return path
 
 
+# log10 of float32's smallest positive number (1.4e-45): where a gradient norm underflowed to exactly 0 (a vanilla
+# RNN over a few hundred steps), its log10 tag sits on this floor instead of leaving a gap in the chart.
+LOG10_FLOOR = -45.0
+
+
 def log10(value: float) -> float:
-    """log10 of a magnitude for a ``_log10`` tag; NaN (left out by ``log_scalars``) for 0, negatives and NaN."""
-    return math.log10(value) if 0 < value < math.inf else math.nan
+    """log10 of a magnitude for a ``_log10`` tag: ``LOG10_FLOOR`` for 0 (an underflowed norm, a bound rather than a
+    measurement), NaN (left out by ``log_scalars``) for negatives, NaN and inf."""
+    if value == 0:
+        return LOG10_FLOOR
+    return max(math.log10(value), LOG10_FLOOR) if 0 < value < math.inf else math.nan
 
 
 def log_scalars(trainer: "pl.Trainer", metrics: dict[str, float], step: int) -> None:

@@ -21,6 +21,8 @@ def test_levels_map_the_range_onto_the_colormap_and_nan_to_white():
     out = levels(np.array([0.0, 0.5, 1.0, np.nan]), 0.0, 1.0)
     assert out.tolist() == [LEVELS_START, LEVELS_START + round((LEVELS - 1) / 2), LEVELS_START + LEVELS - 1, WHITE]
     assert levels(np.array([-5.0, 9.0]), 0.0, 1.0).tolist() == [LEVELS_START, LEVELS_START + LEVELS - 1]
+    # A norm that underflowed to 0 has log10 -inf: the floor colour, not the white of "no sequence here".
+    assert levels(np.array([-np.inf, np.inf]), 0.0, 1.0).tolist() == [LEVELS_START, LEVELS_START + LEVELS - 1]
 
 
 def line_rows(chart: LineChart, image, colour: int = LINE) -> tuple[np.ndarray, np.ndarray]:

@@ -33,6 +33,12 @@ def test_the_verdict_on_hand_made_per_timestep_curves(curve, verdict):
         assert "vanish" not in line and "explod" not in line and "horizon censored" in line
 
 
+def test_a_gradient_that_underflowed_to_zero_is_vanishing_not_a_gap():
+    curve = np.concatenate([np.zeros(20), np.geomspace(1e-30, 1.0, 30)])
+    kinds, line = diagnose(flow(curve))
+    assert kinds == ("vanishing",) and "is 0, underflowed" in line and "inf" not in line
+
+
 def test_vanishing_needs_no_saturation_and_saturation_is_reported_beside_it():
     """A contracting tanh RNN vanishes with its units near zero (the memory task's RNN: saturation 0)."""
     decaying = flow(np.geomspace(1e-10, 1.0, LENGTH))

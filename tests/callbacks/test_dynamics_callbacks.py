@@ -127,7 +127,8 @@ def test_curve_summaries_follow_their_definitions():
     scalars = log10_scalars(summarize(curve))
     assert scalars["first_log10"] == pytest.approx(-20 * np.log10(2)) and scalars["last_log10"] == 0.0
     assert scalars["early_late_log10"] == pytest.approx(-16 * np.log10(2)) and scalars["horizon"] == 10
-    assert math.isnan(log10_scalars(summarize(np.zeros(4)))["first_log10"])  # no log10 of 0: left out, not -inf
+    underflowed = log10_scalars(summarize(np.array([0.0, 1e-30, 1.0])))  # float32 ran out of range: a floor
+    assert underflowed["first_log10"] == underflowed["early_late_log10"] == -45.0
 
 
 @pytest.mark.parametrize("floor, censored", [(1e-3, True), (0.99e-3, False), (0.5, True), (1e-12, False)])
