@@ -32,7 +32,7 @@ SHOWCASE = ["--config", "configs/memory_task.yaml", "--config", "configs/dynamic
             "--data.n_train", "12800", "--data.n_val", "500", "--trainer.val_check_interval", "1.0"]
 SHOWCASE_CELLS = [["--model.cell", "rnn"], ["--model.cell", "lstm", "--model.keep_gate_bias", "3"]]
 IMDB = ["--config", "configs/imdb_lstm.yaml", "--config", "configs/dynamics.yaml", "--model.pooling", "last",
-        "--data.max_len", "200", "--data.limit", "6000", "--trainer.max_epochs", "2"]
+        "--data.max_len", "200", "--data.limit", "5000", "--trainer.max_epochs", "2"]
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
@@ -117,21 +117,23 @@ SHOTS = {
         ("dynamics_showcase_custom_scalars.png", "/#custom_scalars", {"viewport": (1400, 960)}),
         ("dynamics_showcase_text.png", "/#text", {"viewport": (1400, 640)}),
         ("dynamics_showcase_gradflow_images.png", "/#images",
-         {"viewport": (1560, 1240), "steps": [ACTUAL_SIZE, ("filter", "gradflow")]}),
+         {"viewport": (1560, 1050), "steps": [ACTUAL_SIZE, ("filter", "gradflow")]}),
         ("dynamics_showcase_hidden_images.png", "/#images",
-         {"viewport": (1560, 900), "steps": [ACTUAL_SIZE, ("filter", "hidden/example|gates")]}),
-        ("dynamics_showcase_time_series.png", "/?tagFilter=gradflow%2F%7Cgradnorm%2Ftotal&smoothing=0#timeseries",
+         {"viewport": (1560, 1090), "steps": [ACTUAL_SIZE, ("filter", "hidden/example|gates")]}),
+        ("dynamics_showcase_time_series.png",
+         "/?tagFilter=gradflow%2F.*_log10%7Chorizon_fraction%7Cgradnorm%2Ftotal&smoothing=0#timeseries",
          {"viewport": (1400, 1000), "steps": [("click", "Settings")]}),
-        ("dynamics_showcase_hparams.png", "/#hparams", {"viewport": (2200, 420)}),
+        ("dynamics_showcase_hparams.png", "/#hparams", {"viewport": (2000, 330)}),
     ],
     "own_model": [
         ("dynamics_own_model_images.png", "/#images",
-         {"viewport": (1300, 1060), "steps": [ACTUAL_SIZE, ("filter", "gates|per_timestep")]}),
+         {"viewport": (1300, 980), "steps": [ACTUAL_SIZE, ("filter", "gates|per_timestep")]}),
+        ("dynamics_own_model_text.png", "/#text", {"viewport": (1400, 420)}),
     ],
     "imdb": [
         ("dynamics_imdb_custom_scalars.png", "/#custom_scalars", {"viewport": (1400, 960)}),
         ("dynamics_imdb_gradflow_images.png", "/#images",
-         {"viewport": (1560, 1240), "steps": [ACTUAL_SIZE, ("filter", "gradflow")]}),
+         {"viewport": (1560, 1050), "steps": [ACTUAL_SIZE, ("filter", "gradflow")]}),
     ],
 }
 

@@ -320,14 +320,13 @@ class ScatterChart:
             self._key = key
         pixels = np.array(self._frame)
         height, width = pixels.shape
+        offsets = np.array([-1, 0, 1])
         for axes, sets in zip(self._axes, panels.values()):
             for index, (xs, ys) in enumerate(sets):
                 px, py = axes.pixels(np.clip(xs, 0, 1), np.clip(ys, 0, 1))
-                px, py = np.round(px).astype(int), np.round(py).astype(int)
-                for dx in (-1, 0, 1):
-                    for dy in (-1, 0, 1):
-                        pixels[np.clip(py + dy, 0, height - 1), np.clip(px + dx, 0, width - 1)] = \
-                            LINE + index % len(LINE_COLORS)
+                rows = np.clip(np.round(py).astype(int)[:, None, None] + offsets[None, :, None], 0, height - 1)
+                cols = np.clip(np.round(px).astype(int)[:, None, None] + offsets[None, None, :], 0, width - 1)
+                pixels[rows, cols] = LINE + index % len(LINE_COLORS)  # a 3 x 3 square per point
         image = Image.fromarray(pixels, mode="P")
         image.putpalette(palette("viridis"))
         return image

@@ -123,7 +123,7 @@ class HookTrace:
                 continue
             module, recurrent = call.recurrent.module, call.recurrent
             x, valid, padded_run = batch_first(call.input, module.batch_first, infer_padding=True)
-            out = batch_first(call.output, module.batch_first)[0]
+            out = batch_first(call.output, module.batch_first)[0]  # [B, T, H * dirs]
             if first is None:
                 first = (x, valid, self._gradient(call, module.batch_first))
             h0, c0 = initial_states(call.hx, x.size(0))
@@ -204,19 +204,21 @@ def one_layer(module: nn.RNNBase, k: int) -> nn.RNNBase:
     return single
 
 
-def batch_first(seq, is_batch_first: bool, infer_padding: bool = False) -> tuple[Tensor, Tensor, bool]:
+def batch_first(seq, is_batch_first: bool, infer_padding: bool = False) -> tuple[Tensor, Optional[Tensor], bool]:
     """A recurrent module's input or output -> (``[B, T, F]``, ``[B, T]`` valid mask, whether the module stepped
-    through padding: a padded tensor whose trailing all-zero vectors were taken as padding)."""
+    through padding: a padded tensor whose trailing all-zero vectors were taken as padding). The mask is None for
+    a tensor unless ``infer_padding``."""
     if isinstance(seq, PackedSequence):
         padded, lengths = pad_packed_sequence(seq, batch_first=True)
         return padded, mask_from_lengths(lengths.to(padded.device), padded.size(1)), False
     x = seq[None] if seq.dim() == 2 else (seq if is_batch_first else seq.transpose(0, 1))
     if not infer_padding:
-        return x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device), False
-    nonzero = (x != 0).any(-1)  # [B, T]
-    last = x.size(1) - torch.flip(nonzero, [1]).to(torch.int8).argmax(1)  # one past the last non-zero vector
-    lengths = torch.where(nonzero.any(1), last, torch.zeros_like(last))
-    return x, mask_from_lengths(lengths, x.size(1)), bool((lengths < x.size(1)).any())
+        return x, None, False
+    # One past the last position whose vector is not all zeros: positions weighted by "non-zero", then the max.
+    steps = x.size(1)
+    nonzero = x.detach().abs().amax(-1).clamp_(max=1.0).ceil_()  # [B, T]: 1 where any value is non-zero
+    lengths = (nonzero * torch.arange(1, steps + 1, device=x.device, dtype=nonzero.dtype)).amax(1).long()
+    return x, mask_from_lengths(lengths, steps), bool((lengths < steps).any())
 
 
 def unbatched_state(state: Tensor, batch: int) -> Tensor:
