@@ -115,10 +115,15 @@ def write_histogram(writer, tag: str, values: Tensor, step: int, bins: int = 64)
     from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
 
     values = values.detach().float().flatten()
-    values = values[torch.isfinite(values)]
     if values.numel() == 0:
         return
-    low, high, total, squares = torch.stack([*torch.aminmax(values), values.sum(), values.square().sum()]).tolist()
+    figures = torch.stack([*torch.aminmax(values), values.sum(), values.square().sum()]).tolist()
+    if not all(map(math.isfinite, figures)):  # a NaN or inf among them: only then filter (a bool op costs ~0.2 ms)
+        values = values[torch.isfinite(values)]
+        if values.numel() == 0:
+            return
+        figures = torch.stack([*torch.aminmax(values), values.sum(), values.square().sum()]).tolist()
+    low, high, total, squares = figures
     lower, upper = (low, high) if high > low else (low - 0.5, high + 0.5)  # numpy's range for a single value
     counts = torch.histc(values, bins, lower, upper).tolist()
     edges = np.linspace(lower, upper, bins + 1)[1:].tolist()

@@ -145,6 +145,7 @@ class TraceArmingCallback(pl.Callback):
 
     def __init__(self) -> None:
         self._armed = False
+        self._traced_batch = False  # this batch was armed by this callback: its trace is released at the batch end
         self._last_step: Optional[int] = None
         self._unsupported_warned = False
         self._pending = PendingSteps()
@@ -156,7 +157,7 @@ class TraceArmingCallback(pl.Callback):
             self._unsupported_warned = True
             return
         arm_trace(pl_module)
-        self._armed = True
+        self._armed = self._traced_batch = True
 
     def disarm(self, trainer: "pl.Trainer") -> bool:
         """Called after backward: True (once) when this step was armed, and the step is noted as logged."""
@@ -167,9 +168,11 @@ class TraceArmingCallback(pl.Callback):
         return True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        # Drop the trace (and the input gradient it holds) once every callback had its look after backward.
-        release_trace(pl_module)
-        self._armed = False
+        # Drop the trace (and the input gradient it holds) once every callback had its look after backward. Only on
+        # the batches this callback armed: the others cost a flag test.
+        if self._traced_batch:
+            release_trace(pl_module)
+            self._armed = self._traced_batch = False
         if self._pending.full():
             flush_scalars(trainer)
 
