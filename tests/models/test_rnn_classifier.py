@@ -74,3 +74,13 @@ def test_bad_choices_name_the_options():
         RNNClassifier(10, pooling="avg")
     with pytest.raises(ValueError, match="cell='transformer'"):
         RNNClassifier(10, cell="transformer")
+
+
+def test_keep_gate_bias_opens_every_layers_forget_gate():
+    torch.manual_seed(0)
+    plain = RNNClassifier(20, 4, 3, num_layers=2, cell="lstm", bidirectional=True)
+    torch.manual_seed(0)
+    opened = RNNClassifier(20, 4, 3, num_layers=2, cell="lstm", bidirectional=True, keep_gate_bias=3.0)
+    for a, b in zip((*plain.rnn.layers, *plain.rnn.reverse_layers), (*opened.rnn.layers, *opened.rnn.reverse_layers)):
+        shift = b.bias_ih_l0 - a.bias_ih_l0  # gates i, f, g, o: only the forget block moves
+        assert torch.allclose(shift[3:6], torch.full((3,), 3.0)) and shift[:3].abs().max() == shift[6:].abs().max() == 0
