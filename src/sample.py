@@ -12,14 +12,22 @@ import argparse
 import sys
 import warnings
 
+import torch
+
 from src.utils.errors import UserInputError, exit_on_user_error
 
 
 def sample(ckpt_path: str, prime: str, length: int, temperature: float, top_k=None, seed=None,
            device: str = "cpu") -> str:
-    if not temperature >= 0:  # before loading anything: also catches nan
-        raise UserInputError(f"temperature={temperature} must be >= 0 (0 = greedy, 1 = the model's own "
-                             "distribution, e.g. 0.8)")
+    if not 0 <= temperature < float("inf"):  # before loading anything: also catches nan
+        raise UserInputError(f"--temperature {temperature} must be a finite number >= 0 (0 = greedy, 1 = the model's "
+                             "own distribution, e.g. 0.8)")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise UserInputError(f"--device {device}: no CUDA device is available here; use --device cpu")
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise UserInputError(f"--device {device} is not a device torch knows; use cpu or cuda") from None
     from src.lightning_modules.char_language_model import CharLanguageModel
 
     model = CharLanguageModel.from_checkpoint(ckpt_path, map_location=device)
