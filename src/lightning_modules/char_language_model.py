@@ -107,6 +107,9 @@ class CharLanguageModel(CheckpointIdentity, pl.LightningModule):
         super().on_load_checkpoint(checkpoint)
         vocabulary = checkpoint.get("vocabulary")
         if vocabulary is not None:
+            if len(vocabulary) != self.hparams.vocab_size:
+                raise UserInputError(f"the checkpoint is inconsistent: {len(vocabulary)} characters but a model of "
+                                     f"{self.hparams.vocab_size}; use an unmodified checkpoint")
             if self.vocabulary is not None and self.vocabulary != vocabulary:
                 raise UserInputError("the checkpoint's characters differ from those of this data; use the --data "
                                      "options it was trained with (path, lowercase, val_fraction, num_blocks, seed)")

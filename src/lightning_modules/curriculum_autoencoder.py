@@ -243,6 +243,10 @@ class CurriculumAutoencoder(CheckpointIdentity, pl.LightningModule):
                                  f"{self.hparams.input_dim}-d ones; use the GloVe file it was trained with "
                                  f"({checkpoint.get('glove_path') or 'see its config.yaml'})")
         if checkpoint.get("vocabulary") is not None:
+            words, vectors = len(checkpoint["vocabulary"]), len(checkpoint.get("vocab_vectors", ()))
+            if words != vectors:
+                raise UserInputError(f"the checkpoint is inconsistent: {words} vocabulary words but {vectors} word "
+                                     "vectors; use an unmodified checkpoint")
             self.vocabulary = list(checkpoint["vocabulary"])
             self.vocab_vectors = checkpoint["vocab_vectors"].to(self.device)
             self.mean_vector = checkpoint["mean_vector"].to(self.device)

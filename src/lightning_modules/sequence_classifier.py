@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from data_modules.memory_task import MemoryBatch
 from src.lightning_modules.checkpoint_identity import CheckpointIdentity
 from src.lightning_modules.finite_loss import stop_if_not_finite
+from src.lightning_modules.optimization import configure_optimizers
 from src.models.last_step_classifier import LastStepClassifier
 from src.models.recurrent_init import RecurrentInit
 from src.models.recurrent_stack import Cell, Nonlinearity
@@ -97,5 +98,5 @@ class SequenceClassifier(CheckpointIdentity, pl.LightningModule):
         return self.net(batch.tokens.to(self.device)).trace
 
     def configure_optimizers(self):
-        return self.optimizer_factory(self.parameters())
+        return configure_optimizers(self.parameters(), self.optimizer_factory)
 
