@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 import pytorch_lightning as pl
+from lightning_fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.plugins.io import TorchCheckpointIO
@@ -26,7 +27,8 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from src.callbacks.checkpointing import AtomicCheckpointIO, BestCheckpoint, DivergenceGuard, LastCheckpoint
 from src.utils.checkpoint_file import MODEL_CLASS_KEY, check_model_class, read_checkpoint
 from src.utils.config_errors import one_line_config_error
-from src.utils.errors import UserInputError, exit_on_user_error
+from src.utils.errors import UserInputError, check_positive, exit_on_user_error
+from src.utils.output_files import make_folder
 
 # Values only the data knows reach the model at instantiation. A link whose target the chosen model lacks
 # is skipped, so one table serves every model.
@@ -37,6 +39,7 @@ DATA_TO_MODEL = [
 ]
 # What a user fixes: our own mistakes' type, Lightning's "configured wrong", a diverged run (see exit_on_user_error).
 USER_ERRORS = (UserInputError, MisconfigurationException, FloatingPointError)
+LIGHTNING_DIVISORS = ("accumulate_grad_batches", "check_val_every_n_epoch", "val_check_interval")
 SIGNATURE_MISMATCH = re.compile(r"__init__\(\) (got an unexpected keyword argument|missing \d+ required)")
 
 
@@ -93,6 +96,13 @@ class RNNLabCLI(LightningCLI):
 
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
+        config = self.config.get(self.config.get("subcommand")) or self.config
+        seed = config.get("seed_everything")
+        if not isinstance(seed, bool) and isinstance(seed, int) and not 0 <= seed < 2**32:
+            raise UserInputError(f"--seed_everything {seed} must be in [0, 2**32), or true for a random seed")
+        # Lightning divides by these and lets 0 through (a ZeroDivisionError deep in the loops)
+        trainer = config.get("trainer") or {}
+        check_positive(**{f"trainer.{k}": trainer.get(k) for k in LIGHTNING_DIVISORS if k in trainer})
         self.check_ckpt_path()
 
     def _parse_ckpt_path(self) -> None:
@@ -120,6 +130,10 @@ class RNNLabCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs) -> pl.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
+        for folder, flag in ((trainer.default_root_dir, "--trainer.default_root_dir"),
+                             (getattr(trainer.logger, "save_dir", None), "the logger's save_dir")):
+            if folder and _is_local_file_protocol(folder):
+                make_folder(Path(folder), flag)  # before any work: the run's logs and checkpoints go there
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a plugin the config chose
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer

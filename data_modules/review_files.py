@@ -69,6 +69,9 @@ def sniff_separator(text: str, kind: str) -> str:
 def pick_columns(frame: pd.DataFrame, path, text_column: str, label_column: Optional[str]) -> pd.DataFrame:
     if frame.empty:
         raise UserInputError(f"{path} has no rows")
+    if text_column == label_column:
+        raise UserInputError(f"--data.text_column and --data.label_column are both {text_column!r}; the text and "
+                             f"the label are two columns of {path}: {list(map(str, frame.columns))}")
     wanted = [text_column] + ([label_column] if label_column else [])
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
