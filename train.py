@@ -17,6 +17,7 @@ from pytorch_lightning.cli import LightningCLI
 
 from src.utils.checkpoint_file import read_checkpoint
 from src.utils.errors import exit_on_user_error
+from src.utils.third_party_notes import silence_third_party_notes
 
 # Values only the data knows reach the model at instantiation. A link whose target the chosen model lacks
 # is skipped, so one table serves every model.
@@ -52,6 +53,7 @@ def check_ckpt_arg(argv: list[str]) -> None:
 
 
 def cli_main(args=None) -> RNNLabCLI | None:
+    silence_third_party_notes()
     with exit_on_user_error(FloatingPointError):
         check_ckpt_arg(sys.argv[1:] if args is None else [str(a) for a in args])
         return RNNLabCLI(

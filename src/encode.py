@@ -26,6 +26,7 @@ from data_modules.poem_corpus import corpus_from_poems
 from data_modules.poem_files import Poem, read_poems
 from data_modules.poetry import PoemSequences, resolve_recorded_path
 from src.utils.errors import UserInputError, exit_on_user_error
+from src.utils.third_party_notes import silence_third_party_notes
 
 
 def glove_lookup(model, glove_path: Optional[str], cache_dir: Optional[str]):
@@ -116,6 +117,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--no_projector", action="store_true", help="skip the TensorBoard projector files")
     args = parser.parse_args(argv)
+    silence_third_party_notes()
     with exit_on_user_error():
         report = encode_file(args.ckpt_path, args.input, args.output, args.glove_path, args.batch_size,
                              not args.no_projector)

@@ -13,6 +13,7 @@ import sys
 import warnings
 
 from src.utils.errors import UserInputError, exit_on_user_error
+from src.utils.third_party_notes import silence_third_party_notes
 
 
 def sample(ckpt_path: str, prime: str, length: int, temperature: float, top_k=None, seed=None,
@@ -36,6 +37,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=None, help="same seed, same text")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
+    silence_third_party_notes()
     with exit_on_user_error():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
