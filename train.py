@@ -12,11 +12,12 @@ from __future__ import annotations
 import sys
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
 from src.utils.checkpoint_file import read_checkpoint
-from src.utils.errors import exit_on_user_error
+from src.utils.errors import UserInputError, exit_on_user_error
 from src.utils.third_party_notes import silence_third_party_notes
 
 # Values only the data knows reach the model at instantiation. A link whose target the chosen model lacks
@@ -39,6 +40,18 @@ class RNNLabCLI(LightningCLI):
                              "last_checkpoint.save_top_k": 1, "last_checkpoint.enable_version_counter": False})
         for source, target in DATA_TO_MODEL:
             parser.link_arguments(source, target, apply_on="instantiate")
+        parser.add_argument("--cpu_threads", type=int, default=1,
+                            help="torch intra-op threads on the CPU (0: torch's default, one per core). 1 by default: "
+                                 "these recurrent models are too small to gain much from more, and on a CPU other "
+                                 "jobs share, threads that wait for each other slow training down several times "
+                                 "(README, 'Threads')")
+
+    def before_instantiate_classes(self) -> None:
+        threads = self._get(self.config, "cpu_threads")
+        if threads < 0:
+            raise UserInputError(f"--cpu_threads {threads} must be >= 0 (0: one thread per core)")
+        if threads:
+            torch.set_num_threads(threads)
 
 
 def check_ckpt_arg(argv: list[str]) -> None:
