@@ -171,7 +171,7 @@ class CurriculumAutoencoder(CheckpointIdentity, pl.LightningModule):
         self.tokenizer: dict = {"max_len": 50, "oov": "drop"}
         self.data_report: dict = {}
         self._phase = None
-        self.trace_requested = False  # monitoring contract (src/monitoring.py)
+        self.trace_requested = False  # monitoring contract (src/models/recurrent_trace.py)
         self.last_trace: Optional[RecurrentTrace] = None
 
     def _build(self, bottleneck_dim: int) -> None:

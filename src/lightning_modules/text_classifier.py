@@ -71,7 +71,7 @@ class TextClassifier(CheckpointIdentity, pl.LightningModule):
         self.vocabulary: Optional[Vocabulary] = None
         self.label_names: list[str] = ["negative", "positive"]
         self.max_len: Optional[int] = None
-        self.trace_requested = False  # monitoring contract (src/monitoring.py)
+        self.trace_requested = False  # monitoring contract (src/models/recurrent_trace.py)
         self.last_trace: Optional[RecurrentTrace] = None
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
