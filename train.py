@@ -65,7 +65,10 @@ def check_ckpt_arg(argv: list[str]) -> None:
             read_checkpoint(path)
 
 
-def cli_main(args=None) -> RNNLabCLI | None:
+def cli_main(args=None, run: bool = True) -> RNNLabCLI | None:
+    """``run=False``: parse and instantiate only; the caller then runs e.g. ``cli.trainer.fit(cli.model,
+    datamodule=cli.datamodule)`` (bench/gpu_check.py adds a timing callback first; args then start without the
+    subcommand)."""
     silence_third_party_notes()
     with exit_on_user_error(FloatingPointError):
         check_ckpt_arg(sys.argv[1:] if args is None else [str(a) for a in args])
@@ -76,6 +79,7 @@ def cli_main(args=None) -> RNNLabCLI | None:
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
             args=args,
+            run=run,
         )
 
 
