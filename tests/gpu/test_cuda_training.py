@@ -27,6 +27,14 @@ STEPS = ["--trainer.accelerator", "gpu", "--trainer.devices", "1", "--trainer.ma
          "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2"]
 
 
+@pytest.fixture(autouse=True)
+def deterministic_flag_restored():
+    """memory_task.yaml trains with trainer.deterministic: true, which Lightning sets process-wide and leaves on."""
+    before = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(before)
+
+
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 @pytest.mark.parametrize("module", MODULES)
 def test_trains_on_cuda_with_the_dynamics_callbacks_and_no_sync_per_step(module, precision, tmp_path, monkeypatch):

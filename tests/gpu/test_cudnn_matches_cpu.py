@@ -60,8 +60,9 @@ def test_classifier(cell, bidirectional, pooling, layers, pack):
     torch.manual_seed(0)
     net = RNNClassifier(50, 16, 24, layers, cell, bidirectional, pooling=pooling, pack=pack)
     tokens, lengths = tokens_and_lengths()
-    # Lengths stay on the CPU, as the DataModules' batches hold them before Lightning moves the batch.
-    same_on_cuda(net, lambda model, t: model(t, lengths.to(t.device)).logits, tokens)
+    # Lengths stay on the CPU, as serving passes them (PyTorchClassifier moves the tokens only); in training
+    # Lightning moves them with the batch (test_cuda_training.py).
+    same_on_cuda(net, lambda model, t: model(t, lengths).logits, tokens)
 
 
 def test_last_step_classifier():
