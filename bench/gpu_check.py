@@ -23,7 +23,8 @@ skipped. Exit status: 0 when no step failed or ran out of time, 1 otherwise, 2 f
 
 Processes: each step is a fork of this one after torch, Lightning and the benches are imported (a fresh interpreter
 per step cost ~4 s of imports on the CPU box, most of the smoke run); the parent never initialises CUDA (it asks
-NVML whether there is a GPU), so every child starts CUDA for itself.
+NVML whether there is a GPU), so every child starts CUDA for itself. ``--start spawn`` starts a fresh interpreter
+per step instead, should CUDA refuse to start in a fork on some machine.
 
 On the device machine (docs/benchmarks.md, "GPU workstation"): ``--prepare`` copies the data into .gpu_check/data/
 and downloads the wheels the device image lacks (jsonargparse for train.py's CLI, captum for src.explain, and their
@@ -38,6 +39,7 @@ import csv
 import importlib.metadata
 import importlib.util
 import json
+import multiprocessing
 import os
 import platform
 import random
@@ -88,6 +90,7 @@ class Context:
     glove: Optional[str] = None
     ae_batches: int = 200
     tta_precision: str = "bf16-mixed"
+    start: str = "fork"  # how a step's process starts: multiprocessing's "fork" or "spawn"
 
 
 @dataclass
@@ -318,50 +321,31 @@ def one_line(error: BaseException) -> str:
 
 
 def run_step(step: Step, ctx: Context, budget_s: float) -> Outcome:
-    """Fork; the child runs the step in a session of its own (so that the parent can end it and anything it
-    started) and writes its figures or its error as JSON; the parent waits at most ``budget_s``."""
+    """Start the step in a process of its own (``ctx.start``: a fork of this one, or a fresh interpreter), which
+    runs it in a session of its own, so that the parent can end it and anything it started, and writes its
+    figures or its error as JSON; the parent waits at most ``budget_s``."""
     result = ctx.work / f"{step.name}.result.json"
     result.unlink(missing_ok=True)
     outcome = Outcome(step.name, step.what, "failed", budget_s=budget_s)
     sys.stdout.flush()
     sys.stderr.flush()
     began = time.monotonic()
+    # A fork runs the Step itself (closures too); a fresh interpreter finds it again by name.
+    child = multiprocessing.get_context(ctx.start).Process(
+        target=step_in_child, args=(step if ctx.start == "fork" else step.name, ctx, result), daemon=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork of a multi-threaded process: see the docstring
-        pid = os.fork()
-    if pid == 0:  # the child
-        code = 1
-        try:
-            os.setsid()
-            figures = step.run(ctx)
-            payload, code = {"status": "ok", "figures": figures}, 0
-        except BaseException as error:  # noqa: B036 - SystemExit from a bench's own error too: a row, not a crash
-            traceback.print_exc()
-            payload = {"status": "failed", "reason": one_line(error)}
-        try:
-            result.write_text(json.dumps(payload, default=plain))
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    status = None
-    while status is None:
-        done, code = os.waitpid(pid, os.WNOHANG)
-        if done:
-            status = code
-        elif time.monotonic() - began > budget_s:
-            end_session(pid)
-            os.waitpid(pid, 0)
-            outcome.status, outcome.reason = "timeout", f"stopped after its budget of {budget_s:.0f} s"
-            break
-        else:
-            time.sleep(0.05)
+        child.start()
+    child.join(budget_s)
     outcome.seconds = time.monotonic() - began
-    end_session(pid)  # what the step left running (a data loader's workers, a subprocess)
-    if outcome.status == "timeout":
+    if child.exitcode is None:
+        end_session(child.pid)
+        child.join()
+        outcome.status, outcome.reason = "timeout", f"stopped after its budget of {budget_s:.0f} s"
         return outcome
+    end_session(child.pid)  # what the step left running (a data loader's workers, a subprocess)
     if not result.is_file():
-        outcome.reason = f"its process died without a result (wait status {status})"
+        outcome.reason = f"its process died without a result (exit code {child.exitcode})"
         return outcome
     payload = json.loads(result.read_text())
     outcome.status, outcome.reason = payload["status"], payload.get("reason", "")
@@ -372,6 +356,21 @@ def run_step(step: Step, ctx: Context, budget_s: float) -> Outcome:
         except Exception as error:  # a bench that changed what it returns: keep the figures, say so
             outcome.summary = f"(no summary: {one_line(error)})"
     return outcome
+
+
+def step_in_child(step: "Step | str", ctx: Context, result: Path) -> None:
+    os.setsid()
+    step = step if isinstance(step, Step) else next(s for s in (ENVIRONMENT, *STEPS) if s.name == step)
+    code = 1
+    try:
+        payload, code = {"status": "ok", "figures": step.run(ctx)}, 0
+    except BaseException as error:  # noqa: B036 - SystemExit from a bench's own error too: a row, not a crash
+        traceback.print_exc()
+        payload = {"status": "failed", "reason": one_line(error)}
+    result.write_text(json.dumps(payload, default=plain))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)
 
 
 def end_session(pid: int) -> None:
@@ -401,6 +400,9 @@ def environment(ctx: Context) -> dict:
                     cudnn=torch.backends.cudnn.version(), gpu_memory_gib=round(properties.total_memory / 2**30, 1),
                     bf16=torch.cuda.is_bf16_supported())
     return info
+
+
+ENVIRONMENT = Step("environment", "what the figures were measured on", 120, environment, str)
 
 
 def git_commit() -> str:
@@ -530,6 +532,9 @@ def parse(argv: Optional[list[str]]):
     parser.add_argument("--only", help="comma-separated step names to run (default: all)")
     parser.add_argument("--ae_batches", type=int, default=200, help="autoencoder: batches timed per epoch")
     parser.add_argument("--tta_precision", default="bf16-mixed", help="precision of the time-to-accuracy run")
+    parser.add_argument("--start", choices=["fork", "spawn"], default="fork",
+                        help="how each step's process starts: fork (default: this process's imports are reused) or "
+                             "spawn (a fresh interpreter per step, ~5 s more each; if CUDA fails to start in forks)")
     parser.add_argument("--wheels", help="install these wheels first where their modules are missing (device)")
     parser.add_argument("--prepare", action="store_true",
                         help="here: copy --imdb/--poems/--glove to .gpu_check/data, download the wheels, print the "
@@ -577,7 +582,7 @@ def check_in(args, work: Path) -> int:
                              "or --device cpu (hours)")
     cache = work / "cache" if args.smoke else ROOT / ".cache" / "rnn_lab"  # the encoded IMDB split, reused
     ctx = Context(args.smoke, device, out, work, cache, args.imdb, args.poems, args.glove, args.ae_batches,
-                  args.tta_precision)
+                  args.tta_precision, args.start)
     if args.smoke:
         ctx.imdb = ctx.imdb or tiny_reviews(work / "reviews.csv")
         ctx.poems, ctx.glove = ctx.poems or "embedded default", ctx.glove or "embedded default"
@@ -589,7 +594,7 @@ def check_in(args, work: Path) -> int:
     for module in ("pytorch_lightning", "train", *PRELOADED_BENCHES):
         importlib.import_module(module)
 
-    probe = run_step(Step("environment", "", 60, environment, str), ctx, 60)
+    probe = run_step(ENVIRONMENT, ctx, 120)
     print(f"gpu_check: {'smoke, ' if args.smoke else ''}device {device}, {len(wanted)} steps, budget "
           f"{args.budget:.0f} s; {probe.figures or probe.reason}", flush=True)
     outcomes = []

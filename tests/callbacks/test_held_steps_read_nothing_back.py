@@ -14,13 +14,12 @@ import pytorch_lightning as pl
 import torch
 
 from tests.gpu.cuda_runs import (
-    HeldSpy,
     HostRead,
     check_dynamics_output,
     configured,
-    dynamics_callbacks,
     fit,
     guard_step_hooks,
+    guarded_dynamics_run,
     hold_until_epoch_end,
 )
 
@@ -32,14 +31,7 @@ SHORT = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--t
 @pytest.mark.parametrize("module", ["TextClassifier", "CurriculumAutoencoder"])
 def test_logged_steps_are_held_as_float32_tensors_without_reading_them_back(module, tmp_path, monkeypatch):
     hold_until_epoch_end(monkeypatch)
-    cli = configured(module, tmp_path, *SHORT, dynamics=True)
-    callbacks = dynamics_callbacks(cli.trainer)
-    for callback in callbacks:
-        callback.every_n_steps = 1
-        guard_step_hooks(callback, CPU)
-    spy = HeldSpy(callbacks)
-    cli.trainer.callbacks.append(spy)
-    run = fit(cli)
+    run, callbacks, spy = guarded_dynamics_run(module, tmp_path, CPU, *SHORT)
     # Each step is held until its epoch's end (2 steps an epoch), and what is held is float32.
     assert spy.held == [[1, 1, 1], [2, 2, 2], [1, 1, 1], [2, 2, 2]]
     assert spy.kinds == {(torch.float32, "cpu")}

@@ -141,6 +141,20 @@ class HeldSpy(pl.Callback):
             self.kinds |= {(t.dtype, t.device.type) for t in held_tensors(callback) if t.is_floating_point()}
 
 
+def guarded_dynamics_run(module: str, tmp_path: Path, device: torch.device, *extra: str):
+    """A tiny run of ``module`` with configs/dynamics.yaml at every step, each callback's per-step hooks inside
+    ``no_host_reads(device)`` and a ``HeldSpy`` after them; -> (run folder, the three callbacks, the spy). The
+    caller has called ``hold_until_epoch_end``."""
+    cli = configured(module, tmp_path, *extra, dynamics=True)
+    callbacks = dynamics_callbacks(cli.trainer)
+    for callback in callbacks:
+        callback.every_n_steps = 1
+        guard_step_hooks(callback, device)
+    spy = HeldSpy(callbacks)
+    cli.trainer.callbacks.append(spy)
+    return fit(cli), callbacks, spy
+
+
 def check_dynamics_output(run_dir: Path, callbacks: list, steps: int) -> dict[str, list[tuple[int, float]]]:
     """What a run with the three callbacks at ``every_n_steps=1`` must have written: every scalar of the run
     finite, each callback's tags (by prefix) at every one of the ``steps`` training steps (a NaN or inf that the

@@ -12,12 +12,11 @@ import torch
 from tests.gpu.cuda_runs import (
     GPU,
     MODULES,
-    HeldSpy,
     check_dynamics_output,
     configured,
-    dynamics_callbacks,
     fit,
     guard_step_hooks,
+    guarded_dynamics_run,
     hold_until_epoch_end,
 )
 
@@ -39,14 +38,7 @@ def deterministic_flag_restored():
 @pytest.mark.parametrize("module", MODULES)
 def test_trains_on_cuda_with_the_dynamics_callbacks_and_no_sync_per_step(module, precision, tmp_path, monkeypatch):
     hold_until_epoch_end(monkeypatch)
-    cli = configured(module, tmp_path, *STEPS, "--trainer.precision", precision, dynamics=True)
-    callbacks = dynamics_callbacks(cli.trainer)
-    for callback in callbacks:
-        callback.every_n_steps = 1
-        guard_step_hooks(callback, CUDA0)
-    spy = HeldSpy(callbacks)
-    cli.trainer.callbacks.append(spy)
-    run = fit(cli)
+    run, callbacks, spy = guarded_dynamics_run(module, tmp_path, CUDA0, *STEPS, "--trainer.precision", precision)
     assert spy.held == [[1, 1, 1], [2, 2, 2], [3, 3, 3]] * 2  # held until each epoch's end
     assert spy.kinds == {(torch.float32, "cuda")}  # norms and sums in float32, also under bf16 autocast
     check_dynamics_output(run, callbacks, steps=6)
