@@ -97,7 +97,7 @@ class Context:
 class Step:
     name: str
     what: str
-    budget_s: float  # at full size; --smoke gives every step the same budget
+    budget_s: float  # the most it may take (sized for one GPU; the smoke steps take seconds)
     run: Callable[[Context], dict]
     summary: Callable[[dict], str]
     needs: tuple[str, ...] = ()  # Context fields that must be set (data paths), else the step is skipped
