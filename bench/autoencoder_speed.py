@@ -9,12 +9,12 @@ settings (hidden 64, bottleneck 16, batch 16, Adam 1e-3, clipping 1.0, curriculu
 median wall time of the training steps of one full-length epoch (phase 3, 50 words), plus the validation
 cosine / nearest-word recovery after training (decoded from z alone) and the mean-vector baseline's.
 
-"reference" is a faithful rewrite of notebook 000 (`../shared/seeds/000_*.txt`): its VanillaRNNCell (two
+"reference" is a faithful rewrite of the reference notebook's poetry autoencoder: its VanillaRNNCell (two
 ``torch.mm`` per step), RNNEncoder and RNNDecoder looping over time steps in Python, the decoder fed its
 own previous output, a TensorDataset of sequences padded to 50. One fix: its decoder loops over a fixed
 ``seq_len`` of 50, which cannot train on the curriculum's truncated batches (shape mismatch in the loss);
 here it loops over the batch's length, as the notebook's curriculum intends. Ours: ``RNNAutoencoder`` in each
-decoder mode with the same vanilla tanh cell, and the default config's GRU.
+decoder mode with the same vanilla tanh cell, a GRU and the default config's LSTM.
 """
 
 from __future__ import annotations
@@ -201,9 +201,9 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--poems", type=int, default=128, help="poems sampled from the corpus (reference: 128; 0: all)")
     parser.add_argument("--poems_path", default=None, help="poems file (default: the embedded default), e.g. "
-                        "../shared/data/poems/poems.jsonl.gz for the full 17k-poem corpus")
+                        "the full 17k-poem corpus as .jsonl.gz")
     parser.add_argument("--glove_path", default=None, help="GloVe file (default: the shipped 50-d rows), e.g. "
-                        "../shared/data/glove/glove.6B.50d.poems-subset.txt.gz")
+                        "glove.6B.50d.txt")
     parser.add_argument("--epochs-scale", type=float, default=1.0, help="scale the curriculum's 15/20/15 epochs")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
@@ -224,9 +224,9 @@ def main(argv=None) -> dict:
         "ours previous_output (rnn)": lambda: RNNAutoencoder(dim, 64, 16, "rnn", decoder_input="previous_output"),
         "ours teacher_forcing (rnn)": lambda: RNNAutoencoder(dim, 64, 16, "rnn", decoder_input="teacher_forcing"),
         "ours bottleneck (rnn)": lambda: RNNAutoencoder(dim, 64, 16, "rnn", decoder_input="bottleneck"),
-        "ours bottleneck (gru, default)": lambda: RNNAutoencoder(dim, 64, 16, "gru", decoder_input="bottleneck"),
+        "ours bottleneck (gru)": lambda: RNNAutoencoder(dim, 64, 16, "gru", decoder_input="bottleneck"),
         # On CPU PyTorch runs LSTM training through oneDNN's fused kernels, RNN and GRU step by step.
-        "ours bottleneck (lstm)": lambda: RNNAutoencoder(dim, 64, 16, "lstm", decoder_input="bottleneck"),
+        "ours bottleneck (lstm, default)": lambda: RNNAutoencoder(dim, 64, 16, "lstm", decoder_input="bottleneck"),
     }
     device = torch.device(args.device)
     setup = (f"device {device}{f' ({torch.cuda.get_device_name(device)})' if device.type == 'cuda' else ''}, "

@@ -7,7 +7,7 @@ poems, and count the characters whose next-character loss was trained per wall-c
 
 - ours: windows of ``window_len`` characters in batches of ``batch_size`` from CharTextDataModule (data loading
   included), one optimizer step per batch;
-- reference: the seed notebook's regime (``../shared/seeds/`` file 001, section 5): one sequence of 25
+- reference: the reference notebook's regime (its char-RNN section): one sequence of 25
   characters at a random offset per optimizer step.
 
 Prints one line per arm and the ratio ours / reference, measured in the same run; ``main`` also returns them.

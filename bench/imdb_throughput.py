@@ -12,8 +12,10 @@ Both train a 1-layer LSTM (embedding 128, hidden 128) for the same number of epo
 
 Samples/s counts training only (epoch start to epoch end, device synchronised); evaluation is not timed.
 
-    python bench/imdb_throughput.py --data ../shared/data/imdb/train.parquet --quick     # CPU size, < 1 min
-    python bench/imdb_throughput.py --data ../shared/data/imdb/train.parquet --device cuda --precision bf16-mixed
+    python bench/imdb_throughput.py --data IMDB --quick     # CPU size, < 1 min
+    python bench/imdb_throughput.py --data IMDB --device cuda --precision bf16-mixed
+
+(IMDB: an aclImdb folder, a folder of train/test parquet files, or one parquet/CSV of text,label rows.)
 
 The last line printed is ``ratio_samples_per_s=<ours/ref> acc_ours=<..> acc_ref=<..>``; ``main`` also returns the
 figures as a dict (bench/gpu_check.py collects them).
@@ -206,7 +208,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
 def run(argv: Optional[list[str]] = None) -> dict:
     """-> ``{"setup": {...}, "ref": {...}, "ours": {...}, "ratio_samples_per_s": ...}`` (the pipelines run only)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/imdb/train.parquet", help="IMDB parquet/CSV/aclImdb")
+    parser.add_argument("--data", required=True, help="IMDB reviews: parquet/CSV of text,label rows, or aclImdb/")
     parser.add_argument("--quick", action="store_true", help="CPU size: %s" % QUICK)
     parser.add_argument("--config", default=str(ROOT / "configs" / "imdb_fast.yaml"), help="our model and batches")
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
@@ -238,7 +240,8 @@ def run(argv: Optional[list[str]] = None) -> dict:
 
     settings = load_config(Path(args.config))
     if not Path(args.data).expanduser().exists():
-        raise UserInputError(f"--data {args.data} not found; pass IMDB reviews, e.g. ../shared/data/imdb/train.parquet")
+        raise UserInputError(f"--data {args.data} not found; pass IMDB reviews: a parquet/CSV of text,label rows "
+                             "or an aclImdb folder")
     if args.lr is not None:
         optimizer = settings["model"]["optimizer"]
         settings["model"]["optimizer"] = partial(optimizer.func, **{**optimizer.keywords, "lr": args.lr})

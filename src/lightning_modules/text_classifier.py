@@ -35,7 +35,8 @@ class TextClassifier(CheckpointIdentity, pl.LightningModule):
     Args:
         cell: ``rnn`` | ``lstm`` | ``gru``; ``nonlinearity`` (tanh|relu) applies to ``rnn``.
         pooling: ``last`` | ``mean`` | ``max`` over valid positions.
-        pack: pack unidirectional layers too (bidirectional ones always are).
+        pack: run every layer on packed sequences (the reference pipeline's way; slower on a CPU, where the padded
+            run gives the same outputs at valid positions; see RecurrentStack).
         optimizer, scheduler: from the config (LightningCLI callables); a scheduler steps per epoch on val/loss.
         glove_path: optional GloVe text file (``word v1 ... vD``) to initialise the embedding; D must equal
             ``embedding_dim``.
