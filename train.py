@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 import pytorch_lightning as pl
+import torch
 from lightning_fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
@@ -29,6 +30,7 @@ from src.utils.checkpoint_file import MODEL_CLASS_KEY, check_model_class, read_c
 from src.utils.config_errors import one_line_config_error
 from src.utils.errors import UserInputError, check_positive, exit_on_user_error
 from src.utils.output_files import make_folder
+from src.utils.third_party_notes import silence_third_party_notes
 
 # Values only the data knows reach the model at instantiation. A link whose target the chosen model lacks
 # is skipped, so one table serves every model.
@@ -93,10 +95,23 @@ class RNNLabCLI(LightningCLI):
                              "last_checkpoint.save_top_k": 1, "last_checkpoint.enable_version_counter": False})
         for source, target in DATA_TO_MODEL:
             parser.link_arguments(source, target, apply_on="instantiate")
+        parser.add_argument("--cpu_threads", type=int, default=1,
+                            help="torch intra-op threads on the CPU (0: torch's default, one per core). 1 by default: "
+                                 "these recurrent models are too small to gain much from more, and on a CPU other "
+                                 "jobs share, threads that wait for each other slow training down several times "
+                                 "(README, 'Threads')")
+
+    def before_instantiate_classes(self) -> None:
+        threads = self._get(self.config, "cpu_threads")
+        if threads < 0:
+            raise UserInputError(f"--cpu_threads {threads} must be >= 0 (0: one thread per core)")
+        if threads:
+            torch.set_num_threads(threads)
 
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
-        config = self.config.get(self.config.get("subcommand")) or self.config
+        subcommand = self.config.get("subcommand")
+        config = self.config.get(subcommand) if subcommand else self.config
         seed = config.get("seed_everything")
         if not isinstance(seed, bool) and isinstance(seed, int) and not 0 <= seed < 2**32:
             raise UserInputError(f"--seed_everything {seed} must be in [0, 2**32), or true for a random seed")
@@ -183,7 +198,11 @@ def newest_last_checkpoint(config) -> Path:
     return max(found, key=lambda f: f.stat().st_mtime)
 
 
-def cli_main(args=None) -> RNNLabCLI | None:
+def cli_main(args=None, run: bool = True) -> RNNLabCLI | None:
+    """``run=False``: parse and instantiate only; the caller then runs e.g. ``cli.trainer.fit(cli.model,
+    datamodule=cli.datamodule)`` (bench/gpu_check.py adds a timing callback first; args then start without the
+    subcommand)."""
+    silence_third_party_notes()
     with exit_on_user_error(*USER_ERRORS[1:]):
         try:
             return RNNLabCLI(
@@ -194,6 +213,7 @@ def cli_main(args=None) -> RNNLabCLI | None:
                 parser_class=OneLineErrorParser,
                 save_config_kwargs={"overwrite": True},
                 args=args,
+                run=run,
             )
         except SIGTERMException as stop:  # Lightning's own exits 0: a scheduler's chain would read success
             raise SystemExit(stop.code or 143) from None

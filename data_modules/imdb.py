@@ -14,6 +14,8 @@ Validation is always a seeded, stratified ``val_fraction`` of train; test is the
 from __future__ import annotations
 
 import os
+import socket
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -26,8 +28,19 @@ from data_modules.text_classification import TextClassificationDataModule, limit
 from src.utils.errors import UserInputError, check_positive, check_range
 
 HF_NAME = "stanfordnlp/imdb"
-LOCAL_HINT = ("pass local files instead: --data.source /path/to/aclImdb (train|test/pos|neg/*.txt), a folder of "
-              "train/test parquet files, or the 50k 'IMDB Dataset.csv'")
+HUB_HOST = "huggingface.co"
+LOCAL_HINT = ("pass local files instead (train.py: --data.source PATH; experiments and benches: --data PATH): an "
+              "aclImdb folder (train|test/pos|neg/*.txt), a folder of train/test parquet files, or the 50k "
+              "'IMDB Dataset.csv'")
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hugging Face Hub opens within ``timeout`` seconds."""
+    try:
+        socket.create_connection((HUB_HOST, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def read_acl_imdb(root: Path, split: str) -> tuple[list[str], np.ndarray]:
@@ -80,14 +93,20 @@ class IMDBDataModule(TextClassificationDataModule):
         return splits, ["neg", "pos"]
 
     def _read_hf(self):
-        os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")  # an unreachable hub should fail in seconds
+        os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
         os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+        unreachable = "datasets" not in sys.modules and not hub_reachable()
+        if unreachable:
+            # Read datasets' cache only: asking an unreachable Hub retries for ~30 s before giving up.
+            os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
         try:
             import datasets
 
             data = datasets.load_dataset(HF_NAME)
         except Exception as e:  # offline, no cache, hub error: datasets raises several types for these
             reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            if unreachable:
+                reason = f"{HUB_HOST} is unreachable and datasets holds no cached copy"
             raise UserInputError(f"could not load {HF_NAME} from the Hugging Face Hub ({reason}); "
                                  f"{LOCAL_HINT}") from None
         return {split: (list(data[split]["text"]), np.asarray(data[split]["label"], dtype=np.int64))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import warnings
 from typing import Optional
 
@@ -12,8 +11,6 @@ from data_modules.cache import file_identity
 from data_modules.review_files import normalize_labels, pick_columns, read_table
 from data_modules.text_classification import TextClassificationDataModule, limit_split, stratified_split
 from src.utils.errors import UserInputError, check_positive
-
-log = logging.getLogger(__name__)
 
 POSITIVE_TEMPLATES = [
     "This movie was absolutely amazing! The acting was superb and the plot was engaging.",

@@ -27,6 +27,7 @@ from data_modules.poem_files import Poem, read_poems
 from data_modules.poetry import PoemSequences, resolve_recorded_path
 from src.utils.errors import UserInputError, check_positive, exit_on_user_error
 from src.utils.output_files import check_output, written_atomically
+from src.utils.third_party_notes import silence_third_party_notes
 
 OUTPUT_FILES = ("latents.npy", "metadata.tsv")  # and the projector/ folder
 
@@ -128,6 +129,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--no_projector", action="store_true", help="skip the TensorBoard projector files")
     args = parser.parse_args(argv)
+    silence_third_party_notes()
     with exit_on_user_error():
         try:
             report = encode_file(args.ckpt_path, args.input, args.output, args.glove_path, args.batch_size,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,3 +33,12 @@ def scalars(run_dir: Path) -> dict[str, list[float]]:
         for tag in acc.Tags()["scalars"]:
             values.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
     return values
+
+
+def padded_vectors(batch: int = 3, steps: int = 7, dim: int = 5, seed: int = 0):
+    """Random vectors ``[B, T, D]`` zero after each of the lengths ``[T, 4, 2]``, with the lengths and the mask."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, steps, dim, generator=g)
+    lengths = torch.tensor([steps, 4, 2][:batch])
+    mask = torch.arange(steps)[None, :] < lengths[:, None]
+    return x * mask[..., None], lengths, mask

@@ -1,7 +1,7 @@
 """Gradient flow (reference notebook 002, experiment B): how much of the loss gradient reaches each word of a
 200-token review, for a vanilla RNN and an LSTM, early in training and after it.
 
-The curves are the ``GradientFlowMonitor`` callback's (src/callbacks/gradient_flow.py): on every
+The curves are the ``GradientFlowMonitor`` callback's (src/callbacks/gradient_flow_monitor.py): on every
 ``every_n_steps``-th training step it reads ||dLoss/dx_t|| of the embeddings from the step's own backward pass,
 averaged over the batch, with reviews right-aligned on their last token. "Early" is the mean over the logged
 steps up to ``early_steps``; "after training" the mean over the last epoch's logged steps.

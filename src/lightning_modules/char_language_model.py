@@ -78,7 +78,7 @@ class CharLanguageModel(CheckpointIdentity, pl.LightningModule):
         self.register_buffer("bigram_log_probs", None, persistent=False)  # [V, V] log P(next | previous)
         self.vocabulary: Optional[list[str]] = None
         self.lowercase = False
-        self.trace_requested = False  # monitoring contract (src/monitoring.py)
+        self.trace_requested = False  # monitoring contract (src/models/recurrent_trace.py)
         self.last_trace: Optional[RecurrentTrace] = None
 
     def forward(self, tokens: Tensor) -> Tensor:

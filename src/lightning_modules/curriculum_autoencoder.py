@@ -124,13 +124,10 @@ class CurriculumAutoencoder(CheckpointIdentity, pl.LightningModule):
         hidden_size, num_layers, cell (``rnn`` | ``lstm`` | ``gru``), nonlinearity (``rnn`` only), dropout.
         bottleneck_dim: size of z; ``auto``: the number of PCA components holding 90% of the training word
             vectors' variance (printed by the DataModule).
-        decoder_input: ``previous_output`` | ``teacher_forcing`` | ``bottleneck`` (see src/models/autoencoder.py).
+        decoder_input: ``previous_output`` | ``teacher_forcing`` | ``bottleneck`` (see src/models/rnn_autoencoder.py).
         teacher_forcing_ratio: with ``teacher_forcing``, the probability of feeding the true previous vector.
         curriculum: ``[[max_len, epochs], ...]``; null: full length from the start.
         projector: at the end of fit, write the validation poems' z to TensorBoard's projector.
-        cpu_threads: when training on CPU, set torch's intra-op threads to this (None: leave torch's default).
-            A 64-unit RNN's matrices are too small to split across cores; on a busy machine extra threads
-            only wait for each other (measured: 5-10x slower steps with 2 threads on a loaded 2-core box).
     """
 
     def __init__(
@@ -146,12 +143,11 @@ class CurriculumAutoencoder(CheckpointIdentity, pl.LightningModule):
         teacher_forcing_ratio: float = 1.0,
         curriculum: Optional[list[list[int]]] = DEFAULT_CURRICULUM,
         projector: bool = True,
-        cpu_threads: Optional[int] = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: Optional[LRSchedulerCallable] = None,
     ):
         super().__init__()
-        check_positive(input_dim=input_dim, hidden_size=hidden_size, num_layers=num_layers, cpu_threads=cpu_threads)
+        check_positive(input_dim=input_dim, hidden_size=hidden_size, num_layers=num_layers)
         check_range("dropout", dropout, 0.0, 1.0, example="0.2")
         check_range("teacher_forcing_ratio", teacher_forcing_ratio, 0.0, 1.0, high_closed=True, example="0.5")
         if bottleneck_dim != "auto" and not (isinstance(bottleneck_dim, int) and bottleneck_dim >= 1):
@@ -175,7 +171,7 @@ class CurriculumAutoencoder(CheckpointIdentity, pl.LightningModule):
         self.tokenizer: dict = {"max_len": 50, "oov": "drop"}
         self.data_report: dict = {}
         self._phase = None
-        self.trace_requested = False  # monitoring contract (src/monitoring.py)
+        self.trace_requested = False  # monitoring contract (src/models/recurrent_trace.py)
         self.last_trace: Optional[RecurrentTrace] = None
 
     def _build(self, bottleneck_dim: int) -> None:
@@ -204,8 +200,6 @@ class CurriculumAutoencoder(CheckpointIdentity, pl.LightningModule):
 
     # -- data the checkpoint carries ------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        if self.hparams.cpu_threads and self._trainer is not None and self.trainer.strategy.root_device.type == "cpu":
-            torch.set_num_threads(self.hparams.cpu_threads)  # setup runs before the model moves: ask the strategy
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is None or not hasattr(datamodule, "vectors"):
             return

@@ -23,8 +23,8 @@ from src.utils.errors import UserInputError, check_positive, check_range
 
 class SequenceClassifier(CheckpointIdentity, pl.LightningModule):
     """Many-to-one classification of fixed-length token sequences: ``train/loss``, ``train/acc``, ``val/loss``,
-    ``val/acc``, ``test/acc``. Implements the monitoring contract (src/monitoring.py), so the gradient-flow and
-    hidden-state callbacks work on it.
+    ``val/acc``, ``test/acc``. Implements the monitoring contract (src/models/recurrent_trace.py), so the
+    gradient-flow and hidden-state callbacks work on it.
 
     ``vocab_size`` comes from the DataModule (linked in train.py); ``num_classes`` defaults to it (the memory
     task's label is one of its symbols). See ``LastStepClassifier`` for the other arguments.
@@ -61,7 +61,7 @@ class SequenceClassifier(CheckpointIdentity, pl.LightningModule):
         self.train_acc = MulticlassAccuracy(classes, average="micro")
         self.val_acc = MulticlassAccuracy(classes, average="micro")
         self.test_acc = MulticlassAccuracy(classes, average="micro")
-        self.trace_requested = False  # monitoring contract (src/monitoring.py)
+        self.trace_requested = False  # monitoring contract (src/models/recurrent_trace.py)
         self.last_trace: Optional[RecurrentTrace] = None
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:

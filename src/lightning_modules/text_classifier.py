@@ -36,7 +36,8 @@ class TextClassifier(CheckpointIdentity, pl.LightningModule):
     Args:
         cell: ``rnn`` | ``lstm`` | ``gru``; ``nonlinearity`` (tanh|relu) applies to ``rnn``.
         pooling: ``last`` | ``mean`` | ``max`` over valid positions.
-        pack: pack unidirectional layers too (bidirectional ones always are).
+        pack: run every layer on packed sequences (the reference pipeline's way; slower on a CPU, where the padded
+            run gives the same outputs at valid positions; see RecurrentStack).
         optimizer, scheduler: from the config (LightningCLI callables); a scheduler steps per epoch on val/loss.
         glove_path: optional GloVe text file (``word v1 ... vD``) to initialise the embedding; D must equal
             ``embedding_dim``.
@@ -76,7 +77,7 @@ class TextClassifier(CheckpointIdentity, pl.LightningModule):
         self.vocabulary: Optional[Vocabulary] = None
         self.label_names: list[str] = ["negative", "positive"]
         self.max_len: Optional[int] = None
-        self.trace_requested = False  # monitoring contract (src/monitoring.py)
+        self.trace_requested = False  # monitoring contract (src/models/recurrent_trace.py)
         self.last_trace: Optional[RecurrentTrace] = None
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -78,7 +78,7 @@ class RecurrentStack(nn.Module):
         h0, c0 = (state if isinstance(state, tuple) else (state, None)) if state is not None else (None, None)
         hidden, finals_h, finals_c = {}, [], []
         d = self.directions
-        reversal = reverse_index(lengths, steps) if d == 2 and lengths is not None else None
+        reversal = reverse_index(lengths, steps, x.device) if d == 2 and lengths is not None else None
         for i, layer in enumerate(self.layers):
             if i > 0:
                 x = self.dropout(x)
@@ -126,12 +126,13 @@ class RecurrentStack(nn.Module):
         return out, h_n, c_n
 
 
-def reverse_index(lengths: Tensor, steps: int) -> Tensor:
-    """``[B, T, 1]`` gather index that reverses each sequence within its length and leaves padding in place.
+def reverse_index(lengths: Tensor, steps: int, device: Optional[torch.device] = None) -> Tensor:
+    """``[B, T, 1]`` gather index that reverses each sequence within its length and leaves padding in place, on
+    ``device`` (default: the lengths'; serving passes the lengths on the CPU with the tokens on a GPU).
 
     Applying it twice is the identity, so the same index turns the reverse direction's outputs back.
     """
-    positions = torch.arange(steps, device=lengths.device)[None, :]
+    positions = torch.arange(steps, device=device or lengths.device)[None, :]
     lengths = lengths.to(positions.device)[:, None]
     return torch.where(positions < lengths, lengths - 1 - positions, positions).unsqueeze(-1)
 
