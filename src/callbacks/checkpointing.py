@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Optional
 
@@ -150,11 +151,12 @@ class LastCheckpoint(ModelCheckpoint):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self._restore_sigint()
-        if (not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit" or trainer.sanity_checking
-                or trainer.fast_dev_run or not self.dirpath):
+        if not isinstance(exception, SIGTERMException):
             return
         number = self._stop_signal or signal.SIGTERM
         exception.code = 128 + number  # the shell's convention for "stopped by a signal": never success
+        if trainer.state.fn != "fit" or trainer.sanity_checking or trainer.fast_dev_run or not self.dirpath:
+            return
         metrics = {**trainer.callback_metrics, "epoch": trainer.current_epoch, "step": trainer.global_step}
         path = self.format_checkpoint_name(metrics)
         trainer.save_checkpoint(path, weights_only=False)  # the whole training state: resumable
@@ -164,7 +166,5 @@ class LastCheckpoint(ModelCheckpoint):
                   file=sys.stderr, flush=True)
 
 
-def _is_main_thread() -> bool:
-    import threading
-
+def _is_main_thread() -> bool:  # signal handlers can only be set there
     return threading.current_thread() is threading.main_thread()
