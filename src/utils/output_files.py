@@ -71,6 +71,8 @@ def check_output(output: str | os.PathLike, inputs: dict[str, Optional[str | os.
     else:
         if out.is_dir():
             raise UserInputError(f"{flag} {out} is a folder; give a file name, e.g. {out / 'output'}")
+        if out.exists() and not out.is_file():  # a device or a pipe (/dev/stdout): its folder is not written
+            return out
         make_folder(out.parent, f"{flag} folder")
         if out.exists() and not os.access(out, os.W_OK):
             raise UserInputError(f"{flag} {out} is read-only; choose another path or make it writable")
@@ -85,6 +87,11 @@ def written_atomically(path: str | os.PathLike, what: str = "output") -> Iterato
     leaves ``path`` as it was; an ``OSError`` becomes one ``UserInputError`` line.
     """
     target = Path(path)
+    if target.exists() and not target.is_file():  # a device or a pipe (/dev/stdout): written in place
+        yield target
+        return
+    if target.is_symlink():  # a link to a file: write where it points (replacing the link would cut it)
+        target = target.resolve()
     temporary = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:  # created here with the user's umask (mkstemp would make it private to the owner)
         os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))

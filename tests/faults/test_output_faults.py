@@ -4,6 +4,7 @@ previous output byte for byte as it was."""
 
 import errno
 import os
+import threading
 
 import pytest
 
@@ -100,3 +101,21 @@ def test_a_full_disk_leaves_a_previous_export_whole(inputs, tmp_path, monkeypatc
     code, lines = run_command(capfd, export_main, ["--ckpt_path", inputs / "model.ckpt", "--output", out])
     assert_one_line_error(code, lines, "No space left", "nothing in it was replaced")
     assert checksums(inputs, out) == before and sorted(p.name for p in out.iterdir()) == ["model.onnx", "vocab.json"]
+
+
+def test_a_link_or_a_device_as_output_is_written_through_not_replaced(inputs, tmp_path, capfd):
+    """The atomic rename must not cut a symbolic link to the output, nor replace /dev/stdout by a file."""
+    (tmp_path / "real.csv").write_text("old\n")
+    os.symlink(tmp_path / "real.csv", tmp_path / "link.csv")
+    code, lines = run_command(capfd, predict_main, predict(inputs, tmp_path / "link.csv"))
+    assert code == 0 and (tmp_path / "link.csv").is_symlink()
+    assert (tmp_path / "real.csv").read_text().startswith("text,probability,label")
+    fifo = tmp_path / "pipe"  # what /dev/stdout is in `... --output /dev/stdout | cat`
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+    code, lines = run_command(capfd, predict_main, predict(inputs, fifo))
+    reader.join(timeout=30)
+    assert code == 0 and received and received[0].startswith("text,probability,label"), lines
+    assert fifo.is_fifo() and not list(tmp_path.glob(".*.tmp"))
