@@ -190,3 +190,13 @@ def test_sample_refuses_a_device_it_does_not_have_and_an_infinite_temperature(ch
         assert_one_line_error(code, lines, "no CUDA device")
     code, lines = run_command(capfd, sample_main, ["--ckpt_path", char_lm_ckpt, "--temperature", "inf"])
     assert_one_line_error(code, lines, "must be a finite number")
+
+
+def test_limit_takes_a_stratified_subsample_of_a_review_file(tmp_path):
+    from data_modules.reviews import ReviewsDataModule
+
+    (tmp_path / "reviews.csv").write_text(REVIEWS)
+    data = ReviewsDataModule(path=str(tmp_path / "reviews.csv"), limit=20, cache_dir=str(tmp_path / "cache"))
+    data.load()
+    labels = [int(v) for d in data.datasets.values() for v in d.labels]
+    assert len(labels) == 20 and sum(labels) == 10
