@@ -24,8 +24,8 @@ import pandas as pd
 
 from data_modules.cache import file_identity
 from data_modules.review_files import normalize_labels, read_table
-from data_modules.text_classification import TextClassificationDataModule, stratified_split
-from src.utils.errors import UserInputError
+from data_modules.text_classification import TextClassificationDataModule, limit_split, stratified_split
+from src.utils.errors import UserInputError, check_positive, check_range
 
 HF_NAME = "stanfordnlp/imdb"
 HUB_HOST = "huggingface.co"
@@ -60,14 +60,6 @@ def frame_to_split(frame: pd.DataFrame, where) -> tuple[list[str], np.ndarray]:
     raise UserInputError(f"{where} has columns {list(frame.columns)}; IMDB files need text/label or review/sentiment")
 
 
-def limit_split(texts: list[str], labels: np.ndarray, limit: Optional[int], seed: int):
-    """A stratified random subsample of ``limit`` reviews (the whole split when limit is None or larger)."""
-    if limit is None or limit >= len(labels):
-        return texts, labels
-    _, keep = stratified_split(labels, (limit / len(labels),), seed)
-    return [texts[i] for i in keep], labels[keep]
-
-
 class IMDBDataModule(TextClassificationDataModule):
     """IMDB sentiment. See the module docstring for ``source``.
 
@@ -84,6 +76,8 @@ class IMDBDataModule(TextClassificationDataModule):
                  bucket_batches: int = 50, cache_dir: str = ".cache/rnn_lab"):
         super().__init__(batch_size, max_len, max_vocab_size, min_freq, val_fraction, seed, num_workers,
                          bucket_batches, cache_dir)
+        check_positive(limit=limit)
+        check_range("test_fraction", test_fraction, 0.0, 1.0, low_closed=False, example="0.5")
         self.source, self.limit, self.test_fraction = source, limit, test_fraction
         if source != "hf" and not Path(source).expanduser().exists():
             raise UserInputError(f"IMDB source not found: {source}; use --data.source hf or an existing path")
@@ -127,7 +121,7 @@ class IMDBDataModule(TextClassificationDataModule):
             parquet = sorted(path.rglob("*.parquet"))
             found = {s: [f for f in parquet if s in f.name] for s in ("train", "test")}
             if found["train"]:
-                return {s: frame_to_split(pd.concat([pd.read_parquet(f) for f in files]), files[0])
+                return {s: frame_to_split(pd.concat([read_table(f) for f in files]), files[0])
                         for s, files in found.items() if files}
             raise UserInputError(f"{path} holds neither aclImdb's train/pos and train/neg folders nor "
                                  f"train/test parquet files; {LOCAL_HINT}")

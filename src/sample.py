@@ -18,9 +18,9 @@ from src.utils.third_party_notes import silence_third_party_notes
 
 def sample(ckpt_path: str, prime: str, length: int, temperature: float, top_k=None, seed=None,
            device: str = "cpu") -> str:
-    if not temperature >= 0:  # before loading anything: also catches nan
-        raise UserInputError(f"temperature={temperature} must be >= 0 (0 = greedy, 1 = the model's own "
-                             "distribution, e.g. 0.8)")
+    if not 0 <= temperature < float("inf"):  # before loading anything: also catches nan
+        raise UserInputError(f"--temperature {temperature} must be a finite number >= 0 (0 = greedy, 1 = the model's "
+                             "own distribution, e.g. 0.8)")
     where = check_device(device)
     from src.lightning_modules.char_language_model import CharLanguageModel
 

@@ -17,12 +17,13 @@ from src.callbacks.prediction_writer import ClassifierPredictionWriter
 from src.lightning_modules.checkpoint_identity import CheckpointIdentity
 from src.lightning_modules.finite_loss import stop_if_not_finite
 from src.lightning_modules.optimization import configure_optimizers
+from src.models.recurrent_stack import Cell, Nonlinearity
 from src.models.recurrent_trace import RecurrentTrace
-from src.models.rnn_classifier import RNNClassifier
+from src.models.rnn_classifier import Pooling, RNNClassifier
 from src.serving.prediction import Prediction
 from src.serving.pytorch_classifier import PyTorchClassifier
 from src.serving.word_importance import Explanation, explain
-from src.utils.errors import UserInputError
+from src.utils.errors import UserInputError, check_positive, check_range
 
 
 class TextClassifier(CheckpointIdentity, pl.LightningModule):
@@ -46,20 +47,24 @@ class TextClassifier(CheckpointIdentity, pl.LightningModule):
         self,
         vocab_size: int = 2,
         pad_index: int = 0,
-        cell: str = "lstm",
+        cell: Cell = "lstm",
         embedding_dim: int = 128,
         hidden_size: int = 128,
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,
-        pooling: str = "last",
-        nonlinearity: str = "tanh",
+        pooling: Pooling = "last",
+        nonlinearity: Nonlinearity = "tanh",
         pack: bool = False,
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: Optional[LRSchedulerCallable] = None,
         glove_path: Optional[str] = None,
     ):
         super().__init__()
+        check_positive(vocab_size=vocab_size, embedding_dim=embedding_dim, hidden_size=hidden_size,
+                       num_layers=num_layers)
+        check_range("pad_index", pad_index, 0, vocab_size)
+        check_range("dropout", dropout, 0.0, 1.0, example="0.2")
         # Optimizer callables are configuration, not model data: keeping them out of the hyperparameters
         # keeps every checkpoint loadable with torch.load(weights_only=True).
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])

@@ -10,13 +10,17 @@ as fast as the padded forward direction (packed sequences are many times slower 
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Literal, NamedTuple, Optional, get_args
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+# The choices, as the types the configs are checked against (LightningCLI lists them in --help).
+Cell = Literal["rnn", "lstm", "gru"]
+Nonlinearity = Literal["tanh", "relu"]
+CELLS = dict(zip(get_args(Cell), (nn.RNN, nn.LSTM, nn.GRU)))
+NONLINEARITIES = get_args(Nonlinearity)
 
 
 def check_choice(name: str, value: str, options) -> str:
@@ -54,6 +58,7 @@ class RecurrentStack(nn.Module):
     ):
         super().__init__()
         rnn_cls = CELLS[check_choice("cell", cell, CELLS)]
+        check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.cell, self.hidden_size, self.num_layers, self.name = cell, hidden_size, num_layers, name
