@@ -9,17 +9,18 @@ settings (hidden 64, bottleneck 16, batch 16, Adam 1e-3, clipping 1.0, curriculu
 median wall time of the training steps of one full-length epoch (phase 3, 50 words), plus the validation
 cosine / nearest-word recovery after training (decoded from z alone) and the mean-vector baseline's.
 
-"reference" is a faithful rewrite of notebook 000 (`../shared/seeds/000_*.txt`): its VanillaRNNCell (two
+"reference" is a faithful rewrite of the reference notebook's poetry autoencoder: its VanillaRNNCell (two
 ``torch.mm`` per step), RNNEncoder and RNNDecoder looping over time steps in Python, the decoder fed its
 own previous output, a TensorDataset of sequences padded to 50. One fix: its decoder loops over a fixed
 ``seq_len`` of 50, which cannot train on the curriculum's truncated batches (shape mismatch in the loss);
 here it loops over the batch's length, as the notebook's curriculum intends. Ours: ``RNNAutoencoder`` in each
-decoder mode with the same vanilla tanh cell, and the default config's GRU.
+decoder mode with the same vanilla tanh cell, a GRU and the default config's LSTM.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import time
@@ -132,7 +133,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train(name, dm, make, epochs_scale, lr, seed, device, curriculum=CURRICULUM):
+def train(name, dm, make, epochs_scale, lr, seed, device, curriculum=CURRICULUM, max_batches=None):
+    """Train one implementation through the (scaled) curriculum -> validation scores and epoch times.
+    max_batches: train on only the first N (shuffled) batches of each epoch (a time budget on a large corpus)."""
     torch.manual_seed(seed)
     model = make().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -150,7 +153,8 @@ def train(name, dm, make, epochs_scale, lr, seed, device, curriculum=CURRICULUM)
         else:
             loader = DataLoader(dm.datasets["train"], batch_size=16, shuffle=True, generator=generator,
                                 collate_fn=dm.datasets["train"].collate)
-        batches = [[t.to(device) for t in b] if reference else type(b)(*(t.to(device) for t in b)) for b in loader]
+        batches = [[t.to(device) for t in b] if reference else type(b)(*(t.to(device) for t in b))
+                   for b in itertools.islice(loader, max_batches)]
         synchronize(device)  # batches are built and moved outside the timed region, for both
         start = time.perf_counter()
         for batch in batches:
@@ -192,19 +196,22 @@ def train(name, dm, make, epochs_scale, lr, seed, device, curriculum=CURRICULUM)
     return result
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> dict:
+    """Prints the table; returns ``{"setup": ..., "runs": {implementation: {"epoch_s", "speedup", "cosine", ...}}}``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--poems", type=int, default=128, help="poems sampled from the corpus (reference: 128; 0: all)")
     parser.add_argument("--poems_path", default=None, help="poems file (default: the embedded default), e.g. "
-                        "../shared/data/poems/poems.jsonl.gz for the full 17k-poem corpus")
+                        "the full 17k-poem corpus as .jsonl.gz")
     parser.add_argument("--glove_path", default=None, help="GloVe file (default: the shipped 50-d rows), e.g. "
-                        "../shared/data/glove/glove.6B.50d.poems-subset.txt.gz")
+                        "glove.6B.50d.txt")
     parser.add_argument("--epochs-scale", type=float, default=1.0, help="scale the curriculum's 15/20/15 epochs")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--ablation", action="store_true", help="also train our modes without the curriculum")
+    parser.add_argument("--max_batches", type=int, default=None,
+                        help="train on only the first N batches of each epoch (a time budget for the full corpus)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -212,32 +219,38 @@ def main(argv=None) -> None:
                                     batch_size=16, val_fraction=0.1, seed=42)
     dm.setup("fit")
     dim = dm.vector_dim
-    runs = {
+    models = {
         "reference (notebook loop, rnn)": lambda: ReferenceAutoencoder(dim, 64, 16),
         "ours previous_output (rnn)": lambda: RNNAutoencoder(dim, 64, 16, "rnn", decoder_input="previous_output"),
         "ours teacher_forcing (rnn)": lambda: RNNAutoencoder(dim, 64, 16, "rnn", decoder_input="teacher_forcing"),
         "ours bottleneck (rnn)": lambda: RNNAutoencoder(dim, 64, 16, "rnn", decoder_input="bottleneck"),
-        "ours bottleneck (gru, default)": lambda: RNNAutoencoder(dim, 64, 16, "gru", decoder_input="bottleneck"),
+        "ours bottleneck (gru)": lambda: RNNAutoencoder(dim, 64, 16, "gru", decoder_input="bottleneck"),
         # On CPU PyTorch runs LSTM training through oneDNN's fused kernels, RNN and GRU step by step.
-        "ours bottleneck (lstm)": lambda: RNNAutoencoder(dim, 64, 16, "lstm", decoder_input="bottleneck"),
+        "ours bottleneck (lstm, default)": lambda: RNNAutoencoder(dim, 64, 16, "lstm", decoder_input="bottleneck"),
     }
     device = torch.device(args.device)
-    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"{dm.report['poems_used']} poems "
-          f"({len(dm.datasets['train'])} train / {len(dm.datasets['val'])} val), 50 words, {dim}-d, hidden 64, z 16, "
-          f"batch 16, lr {args.lr}, curriculum x{args.epochs_scale}")
+    setup = (f"device {device}{f' ({torch.cuda.get_device_name(device)})' if device.type == 'cuda' else ''}, "
+             f"torch {torch.__version__}, {torch.get_num_threads()} threads; {dm.report['poems_used']} poems "
+             f"({len(dm.datasets['train'])} train / {len(dm.datasets['val'])} val), 50 words, {dim}-d, hidden 64, "
+             f"z 16, batch 16, lr {args.lr}, curriculum x{args.epochs_scale}"
+             + (f", first {args.max_batches} batches per epoch" if args.max_batches else ""))
+    print(setup)
     print(f"{'implementation':47s} {'epoch@50 s':>10s} {'speedup':>8s} {'train s':>8s} {'val cos':>8s} "
           f"{'recovery':>8s} {'base cos':>8s} {'base rec':>8s}")
     reference_epoch = None
-    plan = [(name, make, CURRICULUM) for name, make in runs.items()]
+    plan = [(name, make, CURRICULUM) for name, make in models.items()]
     if args.ablation:
-        plan += [(f"{name}, no curriculum", make, [[50, 50]]) for name, make in runs.items() if name.startswith("ours")]
+        plan += [(f"{name}, no curriculum", make, [[50, 50]]) for name, make in models.items()
+                 if name.startswith("ours")]
+    runs = {}
     for name, make, curriculum in plan:
-        r = train(name, dm, make, args.epochs_scale, args.lr, args.seed, device, curriculum)
+        r = train(name, dm, make, args.epochs_scale, args.lr, args.seed, device, curriculum, args.max_batches)
         reference_epoch = reference_epoch or r["epoch_s"]
+        runs[name] = dict(r, speedup=reference_epoch / r["epoch_s"])
         print(f"{name:47s} {r['epoch_s']:10.4f} {reference_epoch / r['epoch_s']:7.2f}x {r['train_s']:8.1f} "
               f"{r['cosine']:8.4f} {r['word_recovery']:8.4f} {r['baseline_cosine']:8.4f} "
               f"{r['baseline_word_recovery']:8.4f}", flush=True)
+    return {"setup": setup, "runs": runs}
 
 
 if __name__ == "__main__":

@@ -12,10 +12,13 @@ Both train a 1-layer LSTM (embedding 128, hidden 128) for the same number of epo
 
 Samples/s counts training only (epoch start to epoch end, device synchronised); evaluation is not timed.
 
-    python bench/imdb_throughput.py --data ../shared/data/imdb/train.parquet --quick     # CPU size, < 1 min
-    python bench/imdb_throughput.py --data ../shared/data/imdb/train.parquet --device cuda --precision bf16-mixed
+    python bench/imdb_throughput.py --data IMDB --quick     # CPU size, < 1 min
+    python bench/imdb_throughput.py --data IMDB --device cuda --precision bf16-mixed
 
-The last line printed is ``ratio_samples_per_s=<ours/ref> acc_ours=<..> acc_ref=<..>``.
+(IMDB: an aclImdb folder, a folder of train/test parquet files, or one parquet/CSV of text,label rows.)
+
+The last line printed is ``ratio_samples_per_s=<ours/ref> acc_ours=<..> acc_ref=<..>``; ``main`` also returns the
+figures as a dict (bench/gpu_check.py collects them).
 """
 
 from __future__ import annotations
@@ -54,6 +57,13 @@ FULL = dict(limit=None, eval_limit=None, max_len=400, epochs=3, threads=None)
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def device_name(device: torch.device) -> str:
+    """``cuda (NVIDIA H200)`` or ``cpu (N threads)``: what a figure was measured on."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
 
 
 # -- the reference pipeline (notebook 003), rewritten in plain PyTorch ---------------------------------------
@@ -190,14 +200,15 @@ def accuracy(predict: Callable[[Tensor, Tensor], Tensor], data: EncodedTexts, de
     return correct / len(data)
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: Optional[list[str]] = None) -> dict:
     with exit_on_user_error():
-        run(argv)
+        return run(argv)
 
 
-def run(argv: Optional[list[str]] = None) -> None:
+def run(argv: Optional[list[str]] = None) -> dict:
+    """-> ``{"setup": {...}, "ref": {...}, "ours": {...}, "ratio_samples_per_s": ...}`` (the pipelines run only)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/imdb/train.parquet", help="IMDB parquet/CSV/aclImdb")
+    parser.add_argument("--data", required=True, help="IMDB reviews: parquet/CSV of text,label rows, or aclImdb/")
     parser.add_argument("--quick", action="store_true", help="CPU size: %s" % QUICK)
     parser.add_argument("--config", default=str(ROOT / "configs" / "imdb_fast.yaml"), help="our model and batches")
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
@@ -229,7 +240,8 @@ def run(argv: Optional[list[str]] = None) -> None:
 
     settings = load_config(Path(args.config))
     if not Path(args.data).expanduser().exists():
-        raise UserInputError(f"--data {args.data} not found; pass IMDB reviews, e.g. ../shared/data/imdb/train.parquet")
+        raise UserInputError(f"--data {args.data} not found; pass IMDB reviews: a parquet/CSV of text,label rows "
+                             "or an aclImdb folder")
     if args.lr is not None:
         optimizer = settings["model"]["optimizer"]
         settings["model"]["optimizer"] = partial(optimizer.func, **{**optimizer.keywords, "lr": args.lr})
@@ -252,6 +264,8 @@ def run(argv: Optional[list[str]] = None) -> None:
           f"max_len={size['max_len']} epochs={size['epochs']} mean_len={train.lengths.mean():.0f} "
           f"threads={torch.get_num_threads()} device={device} precision(ours)={args.precision}", flush=True)
 
+    setup = dict(train_reviews=len(train), held_out=len(held_out), epochs=size["epochs"], max_len=size["max_len"],
+                 device=device_name(device), precision=args.precision, batch_size=batch_size)
     results = {}
     for name in order:
         if name == "ref":
@@ -263,7 +277,7 @@ def run(argv: Optional[list[str]] = None) -> None:
             model.to(device).eval()
             acc = accuracy(model, held_out, device)
         rate = len(train) * size["epochs"] / seconds
-        results[name] = (rate, acc)
+        results[name] = dict(samples_per_s=rate, s_per_epoch=seconds / size["epochs"], acc=acc)
         print(f"{name}: {seconds / size['epochs']:.2f} s/epoch  {rate:.0f} train samples/s  held-out acc {acc:.4f}",
               flush=True)
     optimizer = settings["model"]["optimizer"]
@@ -271,9 +285,11 @@ def run(argv: Optional[list[str]] = None) -> None:
     print(f"ours: batch_size={batch_size} bucket_batches={settings['bucket_batches']} {model_args} "
           f"optimizer={optimizer.func.__name__}{optimizer.keywords}")
     if set(results) != {"ref", "ours"}:
-        return
-    (rate_ref, acc_ref), (rate_ours, acc_ours) = results["ref"], results["ours"]
-    print(f"ratio_samples_per_s={rate_ours / rate_ref:.2f} acc_ours={acc_ours:.4f} acc_ref={acc_ref:.4f}")
+        return dict(setup=setup, **results)
+    ref, ours = results["ref"], results["ours"]
+    ratio = ours["samples_per_s"] / ref["samples_per_s"]
+    print(f"ratio_samples_per_s={ratio:.2f} acc_ours={ours['acc']:.4f} acc_ref={ref['acc']:.4f}")
+    return dict(setup=setup, **results, ratio_samples_per_s=ratio)
 
 
 if __name__ == "__main__":

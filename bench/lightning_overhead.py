@@ -6,8 +6,8 @@ Runs alternate (plain, Lightning, Lightning, plain, ...) so that a change in the
 adjacent pair gives Lightning's extra time in % of the plain loop's, and the figure is the median over pairs
 (on a shared machine the load drifts between pairs far more than within one).
 
-    python bench/lightning_overhead.py --data ../shared/data/imdb/train.parquet            # CPU size
-    python bench/lightning_overhead.py --data ../shared/data/imdb/train.parquet --device cuda --limit 0 --max_len 400
+    python bench/lightning_overhead.py --data IMDB            # CPU size
+    python bench/lightning_overhead.py --data IMDB --device cuda --limit 0 --max_len 400
 
 The last line printed is ``overhead_pct_per_epoch=<..> plain_s=<..> lightning_s=<..>``.
 """
@@ -84,7 +84,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 def run(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/imdb/train.parquet")
+    parser.add_argument("--data", required=True, help="IMDB reviews: parquet/CSV of text,label rows, or aclImdb/")
     parser.add_argument("--config", default=str(ROOT / "configs" / "imdb_fast.yaml"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--limit", type=int, default=2000, help="reviews in the training pool (0: all)")

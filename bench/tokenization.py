@@ -4,7 +4,7 @@ The reference is notebook 002's pipeline: lowercase, strip HTML tags, keep lette
 `Counter` over all words for the vocabulary, then a dict lookup per word. Ours is IMDBDataModule.load()
 (regex tokenizer, vocabulary on the training split, flat int32 arrays, on-disk cache).
 
-    python bench/tokenization.py --data ../shared/data/imdb/train.parquet
+    python bench/tokenization.py --data IMDB_TRAIN.parquet
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def timed(fn, *args) -> tuple[float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/imdb/train.parquet")
+    parser.add_argument("--data", required=True, help="IMDB's train split as a parquet of text,label rows")
     parser.add_argument("--max_size", type=int, default=25000)
     parser.add_argument("--max_len", type=int, default=400)
     args = parser.parse_args()

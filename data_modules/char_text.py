@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from data_modules.text_files import JSON_LINES_SUFFIXES, json_lines, kind_of, read_text, text_field
-from src.utils.errors import UserInputError
+from src.utils.errors import UserInputError, check_positive, check_range
 
 UNK = "<unk>"
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "data" / "poems" / "poems_default.jsonl.gz"
@@ -165,6 +165,8 @@ class CharTextDataModule(pl.LightningDataModule):
             raise UserInputError(f"stride={stride} must be >= 1 (or null for window_len)")
         if not 0.0 < val_fraction < 1.0:
             raise UserInputError(f"val_fraction={val_fraction} must be between 0 and 1 (e.g. 0.1)")
+        check_positive(batch_size=batch_size)
+        check_range("num_workers", num_workers, 0, float("inf"), example="0")
         if num_blocks < 2:
             raise UserInputError(f"num_blocks={num_blocks} must be >= 2 (one training and one validation block)")
         self.path, self.text_field, self.window_len, self.stride = path, text_field, window_len, stride or window_len

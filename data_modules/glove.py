@@ -86,6 +86,12 @@ def read_glove(path: str | os.PathLike, words: Optional[set[str]] = None,
                 spaces = line.count(" ")
                 if fields is None:
                     fields = spaces
+                    if fields == 0 and "\t" in line:
+                        raise UserInputError(f"{p} line {line_no} separates its fields with tabs; GloVe files use "
+                                             "single spaces ('word v1 ... vD'): convert it, e.g. tr '\\t' ' '")
+                    if fields == 0:
+                        raise UserInputError(f"{p} line {line_no} holds a word and no numbers; every line of a GloVe "
+                                             "file is 'word v1 ... vD'")
                     if dim is not None and fields != dim:
                         raise UserInputError(f"{p} has {fields}-d vectors (line 1), not the {dim}-d expected; "
                                              f"use a {dim}-d file or change the dimension")
@@ -96,9 +102,13 @@ def read_glove(path: str | os.PathLike, words: Optional[set[str]] = None,
                 if (words is not None and word not in words) or word in seen:
                     continue
                 try:
-                    rows.append(np.array(numbers.split(" "), dtype=np.float32))
+                    row = np.array(numbers.split(" "), dtype=np.float32)
                 except ValueError:
                     raise UserInputError(f"{p} line {line_no}: the vector of {word!r} holds a non-number") from None
+                if not np.isfinite(row).all():  # else training would diverge and blame the learning rate
+                    raise UserInputError(f"{p} line {line_no}: the vector of {word!r} holds NaN or an infinity; the "
+                                         "file is damaged: re-download or repair it")
+                rows.append(row)
                 kept_words.append(word)
                 seen.add(word)
     except UnicodeDecodeError as e:
@@ -120,8 +130,8 @@ def cached_glove(path: str | os.PathLike, words: set[str], dim: Optional[int] = 
         return read_glove(p, words, dim)
     digest = hashlib.sha1("\n".join(sorted(words)).encode()).hexdigest()
     key = cache_path(cache_dir, "glove", source=file_identity(p), dim=dim, words=digest)
-    cached = load_arrays(key)
-    if cached is not None:
+    cached = load_arrays(key, required=["words", "vectors"])
+    if cached is not None and cached["vectors"].ndim == 2 and len(cached["words"]) == len(cached["vectors"]):
         return cached["words"].tolist(), cached["vectors"]
     found, vectors = read_glove(p, words, dim)
     save_arrays(key, words=np.array(found, dtype=str), vectors=vectors)

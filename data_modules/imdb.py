@@ -14,6 +14,8 @@ Validation is always a seeded, stratified ``val_fraction`` of train; test is the
 from __future__ import annotations
 
 import os
+import socket
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -22,12 +24,23 @@ import pandas as pd
 
 from data_modules.cache import file_identity
 from data_modules.review_files import normalize_labels, read_table
-from data_modules.text_classification import TextClassificationDataModule, stratified_split
-from src.utils.errors import UserInputError
+from data_modules.text_classification import TextClassificationDataModule, limit_split, stratified_split
+from src.utils.errors import UserInputError, check_positive, check_range
 
 HF_NAME = "stanfordnlp/imdb"
-LOCAL_HINT = ("pass local files instead: --data.source /path/to/aclImdb (train|test/pos|neg/*.txt), a folder of "
-              "train/test parquet files, or the 50k 'IMDB Dataset.csv'")
+HUB_HOST = "huggingface.co"
+LOCAL_HINT = ("pass local files instead (train.py: --data.source PATH; experiments and benches: --data PATH): an "
+              "aclImdb folder (train|test/pos|neg/*.txt), a folder of train/test parquet files, or the 50k "
+              "'IMDB Dataset.csv'")
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hugging Face Hub opens within ``timeout`` seconds."""
+    try:
+        socket.create_connection((HUB_HOST, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def read_acl_imdb(root: Path, split: str) -> tuple[list[str], np.ndarray]:
@@ -47,14 +60,6 @@ def frame_to_split(frame: pd.DataFrame, where) -> tuple[list[str], np.ndarray]:
     raise UserInputError(f"{where} has columns {list(frame.columns)}; IMDB files need text/label or review/sentiment")
 
 
-def limit_split(texts: list[str], labels: np.ndarray, limit: Optional[int], seed: int):
-    """A stratified random subsample of ``limit`` reviews (the whole split when limit is None or larger)."""
-    if limit is None or limit >= len(labels):
-        return texts, labels
-    _, keep = stratified_split(labels, (limit / len(labels),), seed)
-    return [texts[i] for i in keep], labels[keep]
-
-
 class IMDBDataModule(TextClassificationDataModule):
     """IMDB sentiment. See the module docstring for ``source``.
 
@@ -71,6 +76,8 @@ class IMDBDataModule(TextClassificationDataModule):
                  bucket_batches: int = 50, cache_dir: str = ".cache/rnn_lab"):
         super().__init__(batch_size, max_len, max_vocab_size, min_freq, val_fraction, seed, num_workers,
                          bucket_batches, cache_dir)
+        check_positive(limit=limit)
+        check_range("test_fraction", test_fraction, 0.0, 1.0, low_closed=False, example="0.5")
         self.source, self.limit, self.test_fraction = source, limit, test_fraction
         if source != "hf" and not Path(source).expanduser().exists():
             raise UserInputError(f"IMDB source not found: {source}; use --data.source hf or an existing path")
@@ -86,14 +93,20 @@ class IMDBDataModule(TextClassificationDataModule):
         return splits, ["neg", "pos"]
 
     def _read_hf(self):
-        os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")  # an unreachable hub should fail in seconds
+        os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
         os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+        unreachable = "datasets" not in sys.modules and not hub_reachable()
+        if unreachable:
+            # Read datasets' cache only: asking an unreachable Hub retries for ~30 s before giving up.
+            os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
         try:
             import datasets
 
             data = datasets.load_dataset(HF_NAME)
         except Exception as e:  # offline, no cache, hub error: datasets raises several types for these
             reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            if unreachable:
+                reason = f"{HUB_HOST} is unreachable and datasets holds no cached copy"
             raise UserInputError(f"could not load {HF_NAME} from the Hugging Face Hub ({reason}); "
                                  f"{LOCAL_HINT}") from None
         return {split: (list(data[split]["text"]), np.asarray(data[split]["label"], dtype=np.int64))
@@ -108,7 +121,7 @@ class IMDBDataModule(TextClassificationDataModule):
             parquet = sorted(path.rglob("*.parquet"))
             found = {s: [f for f in parquet if s in f.name] for s in ("train", "test")}
             if found["train"]:
-                return {s: frame_to_split(pd.concat([pd.read_parquet(f) for f in files]), files[0])
+                return {s: frame_to_split(pd.concat([read_table(f) for f in files]), files[0])
                         for s, files in found.items() if files}
             raise UserInputError(f"{path} holds neither aclImdb's train/pos and train/neg folders nor "
                                  f"train/test parquet files; {LOCAL_HINT}")

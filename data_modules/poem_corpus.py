@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Container, Sequence
+from typing import Callable, Container, Literal, Sequence, get_args
 
 import numpy as np
 
@@ -16,7 +16,8 @@ from data_modules.poem_files import Poem, tokenize_poem
 from data_modules.vocabulary import PAD, UNK
 from src.utils.errors import UserInputError
 
-OOV_POLICIES = ("drop", "zero")
+OOVPolicy = Literal["drop", "zero"]
+OOV_POLICIES = get_args(OOVPolicy)
 
 
 @dataclass

@@ -21,9 +21,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from data_modules.glove import cached_glove, check_glove_path
 from data_modules.poem_bundle import load_bundle
-from data_modules.poem_corpus import OOV_POLICIES, Corpus, corpus_from_poems, effective_dims
+from data_modules.poem_corpus import OOV_POLICIES, Corpus, OOVPolicy, corpus_from_poems, effective_dims
 from data_modules.poem_files import Poem, read_poems
-from src.utils.errors import UserInputError
+from src.utils.errors import UserInputError, check_positive, check_range
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_POEMS = PROJECT_ROOT / "data" / "poems" / "poems_default.jsonl.gz"
@@ -122,7 +122,7 @@ class PoetryEmbeddingsDataModule(pl.LightningDataModule):
         bundle_tag: str = "latest",
         max_len: int = 50,
         min_tokens: int = 5,
-        oov: str = "drop",
+        oov: OOVPolicy = "drop",
         max_poems: Optional[int] = None,
         val_fraction: float = 0.1,
         batch_size: int = 16,
@@ -135,8 +135,9 @@ class PoetryEmbeddingsDataModule(pl.LightningDataModule):
             raise UserInputError(f"oov={oov!r} is not one of {list(OOV_POLICIES)}")
         if not 0.0 < val_fraction < 1.0:
             raise UserInputError(f"val_fraction={val_fraction} must be between 0 and 1 (e.g. 0.1)")
-        if max_len < 1 or batch_size < 1:
-            raise UserInputError(f"max_len={max_len} and batch_size={batch_size} must be >= 1")
+        check_positive(max_len=max_len, batch_size=batch_size, min_tokens=min_tokens, max_poems=max_poems,
+                       glove_dim=glove_dim)
+        check_range("num_workers", num_workers, 0, float("inf"), example="0")
         if bundle_path and (poems_path or glove_path):
             raise UserInputError("give either bundle_path or poems_path/glove_path, not both")
         self.save_hyperparameters()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import warnings
 from typing import Optional
 
@@ -10,10 +9,8 @@ import numpy as np
 
 from data_modules.cache import file_identity
 from data_modules.review_files import normalize_labels, pick_columns, read_table
-from data_modules.text_classification import TextClassificationDataModule, stratified_split
-from src.utils.errors import UserInputError
-
-log = logging.getLogger(__name__)
+from data_modules.text_classification import TextClassificationDataModule, limit_split, stratified_split
+from src.utils.errors import UserInputError, check_positive
 
 POSITIVE_TEMPLATES = [
     "This movie was absolutely amazing! The acting was superb and the plot was engaging.",
@@ -71,6 +68,7 @@ class ReviewsDataModule(TextClassificationDataModule):
         text_column: column holding the review text.
         label_column: column holding the label: 0/1, neg/pos or negative/positive (any case).
         n_samples: number of synthetic reviews (ignored with a path).
+        limit: use at most this many reviews (a stratified, seeded subsample, e.g. of a large file); None: all.
         test_fraction: share held out for testing (stratified, seeded); validation is ``val_fraction``.
         **others**: see ``TextClassificationDataModule``.
     """
@@ -79,20 +77,21 @@ class ReviewsDataModule(TextClassificationDataModule):
                  n_samples: int = 2000, test_fraction: float = 0.1, batch_size: int = 32,
                  max_len: Optional[int] = 400, max_vocab_size: Optional[int] = 20000, min_freq: int = 1,
                  val_fraction: float = 0.1, seed: int = 42, num_workers: int = 0, bucket_batches: int = 50,
-                 cache_dir: str = ".cache/rnn_lab"):
+                 cache_dir: str = ".cache/rnn_lab", limit: Optional[int] = None):
         super().__init__(batch_size, max_len, max_vocab_size, min_freq, val_fraction, seed, num_workers,
                          bucket_batches, cache_dir)
         if not 0.0 < test_fraction < 1.0 or test_fraction + val_fraction >= 1.0:
             raise UserInputError(f"test_fraction={test_fraction} and val_fraction={val_fraction} must each be in "
                                  "(0, 1) and leave data for training (e.g. 0.1 each)")
+        check_positive(n_samples=n_samples, limit=limit)
         self.path, self.text_column, self.label_column = path, text_column, label_column
-        self.n_samples, self.test_fraction = n_samples, test_fraction
+        self.n_samples, self.test_fraction, self.limit = n_samples, test_fraction, limit
 
     def source_key(self) -> dict:
         if self.path is None:
-            return {"synthetic": self.n_samples, "seed": self.seed}
+            return {"synthetic": self.n_samples, "seed": self.seed, "limit": self.limit}
         return {"file": file_identity(self.path), "text": self.text_column, "label": self.label_column,
-                "test_fraction": self.test_fraction}
+                "test_fraction": self.test_fraction, "limit": self.limit}
 
     def read_splits(self):
         if self.path is None:
@@ -111,6 +110,7 @@ class ReviewsDataModule(TextClassificationDataModule):
             frame = frame[~empty.to_numpy()]
             labels, names = normalize_labels(frame[self.label_column], f"{self.label_column!r} of {self.path}")
             texts = frame[self.text_column].astype(str).tolist()
+        texts, labels = limit_split(texts, labels, self.limit, self.seed)
         # The remainder is train; val is carved from it later by the base class.
         train_idx, test_idx = stratified_split(labels, (self.test_fraction,), self.seed)
         if len(test_idx) == 0 or len(train_idx) < 2:

@@ -6,20 +6,21 @@ A subclass only says where its texts come from (``read_splits``) and what identi
 from __future__ import annotations
 
 import json
-import logging
+import time
 from typing import Optional
 
 import numpy as np
 import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from data_modules.batching import BucketBatchSampler, EncodedTexts, SortedBatchSampler, pad_collate
 from data_modules.cache import cache_path, load_arrays, save_arrays
 from data_modules.vocabulary import Vocabulary, tokenize
-from src.utils.errors import UserInputError
+from src.utils.errors import UserInputError, check_positive, check_range
 
-log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
+ENCODED = ("ids", "offsets", "labels")  # the arrays of one encoded split in the cache
 
 
 def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
@@ -36,6 +37,14 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], seed: int
         for part, chunk in zip(parts, np.split(idx, bounds)):
             part.append(chunk)
     return [rng.permutation(np.concatenate(p)) if p else np.array([], dtype=np.int64) for p in parts]
+
+
+def limit_split(texts: list[str], labels: np.ndarray, limit: Optional[int], seed: int):
+    """A stratified random subsample of ``limit`` texts (all of them when limit is None or larger)."""
+    if limit is None or limit >= len(labels):
+        return texts, labels
+    _, keep = stratified_split(labels, (limit / len(labels),), seed)
+    return [texts[i] for i in keep], labels[keep]
 
 
 class TextClassificationDataModule(pl.LightningDataModule):
@@ -59,6 +68,11 @@ class TextClassificationDataModule(pl.LightningDataModule):
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
             raise UserInputError(f"val_fraction={val_fraction} must be between 0 and 1 (e.g. 0.1)")
+        check_positive(batch_size=batch_size, max_len=max_len, min_freq=min_freq)
+        if max_vocab_size is not None:  # <pad>, <unk> and at least one word
+            check_range("max_vocab_size", max_vocab_size, 3, float("inf"), example="20000")
+        check_range("num_workers", num_workers, 0, float("inf"), example="0")
+        check_range("bucket_batches", bucket_batches, 0, float("inf"), example="50 (0: no bucketing)")
         self.batch_size, self.max_len = batch_size, max_len
         self.max_vocab_size, self.min_freq = max_vocab_size, min_freq
         self.val_fraction, self.seed, self.num_workers = val_fraction, seed, num_workers
@@ -99,11 +113,15 @@ class TextClassificationDataModule(pl.LightningDataModule):
         settings = dict(source=self.source_key(), max_len=self.max_len, max_vocab_size=self.max_vocab_size,
                         min_freq=self.min_freq, val_fraction=self.val_fraction, seed=self.seed)
         path = cache_path(self.cache_dir, type(self).__name__.lower(), **settings)
-        cached = load_arrays(path)
+        cached = load_arrays(path, required=["meta"] + [f"{s}_{a}" for s in ("train", "val") for a in ENCODED])
         if cached is None:
+            # The first run with these data and settings reads and tokenizes every text (~20 s for IMDB's 50k).
+            rank_zero_info(f"{type(self).__name__}: reading and encoding the data once; later runs with the same "
+                           f"data and settings read {path}")
+            start = time.perf_counter()
             cached = self._encode_from_source()
             save_arrays(path, **cached)
-            log.info("encoded data cached at %s", path)
+            rank_zero_info(f"{type(self).__name__}: encoded in {time.perf_counter() - start:.0f} s")
         meta = json.loads(str(cached["meta"]))
         self.vocabulary, self.label_names = Vocabulary(meta["vocabulary"]), meta["label_names"]
         for split in SPLITS:

@@ -25,7 +25,11 @@ from data_modules.glove import cached_glove, check_glove_path
 from data_modules.poem_corpus import corpus_from_poems
 from data_modules.poem_files import Poem, read_poems
 from data_modules.poetry import PoemSequences, resolve_recorded_path
-from src.utils.errors import UserInputError, exit_on_user_error
+from src.utils.errors import UserInputError, check_positive, exit_on_user_error
+from src.utils.output_files import check_output, written_atomically
+from src.utils.third_party_notes import silence_third_party_notes
+
+OUTPUT_FILES = ("latents.npy", "metadata.tsv")  # and the projector/ folder
 
 
 def glove_lookup(model, glove_path: Optional[str], cache_dir: Optional[str]):
@@ -72,8 +76,12 @@ def encode_poems(model, poems: list[Poem], glove_path: Optional[str] = None, bat
     codes = [model.encode(data.collate(list(range(s, min(s + batch_size, len(data))))))
              for s in range(0, len(data), batch_size)]
     model.train(was_training)
+    latents = torch.cat(codes).float().cpu()
+    if not torch.isfinite(latents).all():
+        raise UserInputError(f"the model gives non-finite latents for {int((~torch.isfinite(latents)).any(1).sum())} "
+                             "poem(s): its weights have diverged; use an earlier checkpoint")
     report = dict(corpus.report, source=where)
-    return torch.cat(codes).float().cpu().numpy(), corpus.poems, corpus.lengths.tolist(), report
+    return latents.numpy(), corpus.poems, corpus.lengths.tolist(), report
 
 
 def write_outputs(output_dir: str, latents: np.ndarray, poems: list[Poem], words: list[int],
@@ -82,9 +90,11 @@ def write_outputs(output_dir: str, latents: np.ndarray, poems: list[Poem], words
 
     out = Path(output_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "latents.npy", latents.astype(np.float32))
+    with written_atomically(out / "latents.npy", "latents") as temporary, open(temporary, "wb") as f:
+        np.save(f, latents.astype(np.float32))
     rows = ["title\tauthor\twords"] + [f"{clean(p.title)}\t{clean(p.author)}\t{n}" for p, n in zip(poems, words)]
-    (out / "metadata.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with written_atomically(out / "metadata.tsv", "metadata") as temporary:
+        temporary.write_text("\n".join(rows) + "\n", encoding="utf-8")
     if projector:
         from torch.utils.tensorboard import SummaryWriter
 
@@ -98,6 +108,9 @@ def encode_file(ckpt_path: str, input_path: str, output_dir: str, glove_path: Op
                 batch_size: int = 256, projector: bool = True) -> dict:
     from src.lightning_modules.curriculum_autoencoder import CurriculumAutoencoder
 
+    check_positive(batch_size=batch_size)
+    check_output(output_dir, {"--input": input_path, "--ckpt_path": ckpt_path, "--glove_path": glove_path},
+                 folder=True, writes=OUTPUT_FILES)
     model = CurriculumAutoencoder.from_checkpoint(ckpt_path)
     latents, poems, words, report = encode_poems(model, read_poems(input_path), glove_path, batch_size,
                                                  source=input_path)
@@ -116,9 +129,13 @@ def main(argv=None) -> None:
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--no_projector", action="store_true", help="skip the TensorBoard projector files")
     args = parser.parse_args(argv)
+    silence_third_party_notes()
     with exit_on_user_error():
-        report = encode_file(args.ckpt_path, args.input, args.output, args.glove_path, args.batch_size,
-                             not args.no_projector)
+        try:
+            report = encode_file(args.ckpt_path, args.input, args.output, args.glove_path, args.batch_size,
+                                 not args.no_projector)
+        except OSError as e:  # the projector's files, written by TensorBoard's own writer
+            raise UserInputError(f"could not write to {args.output} ({e.strerror or e})") from None
     skipped = report["no_known_words"]
     print(f"wrote {report['encoded']} latent vectors ({report['dim']}-d) to {args.output}/latents.npy with "
           f"metadata.tsv; words from {report['source']} (coverage {100 * report['coverage']:.1f}%)"

@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from pathlib import Path
 
 from src.serving.pytorch_classifier import PyTorchClassifier
 from src.serving.word_importance import DEFAULT_STEPS, explain
 from src.utils.errors import UserInputError, exit_on_user_error
+from src.utils.output_files import check_output, written_atomically
 
 
 def main(argv=None) -> None:
@@ -30,13 +30,13 @@ def main(argv=None) -> None:
     with exit_on_user_error():
         if args.steps < 1 or args.top < 1:
             raise UserInputError(f"--steps ({args.steps}) and --top ({args.top}) must be at least 1")
+        out = check_output(args.output, {"--ckpt_path": args.ckpt_path})
         classifier = PyTorchClassifier.from_checkpoint(args.ckpt_path)
         with warnings.catch_warnings(record=True) as notes:
             warnings.simplefilter("always", UserWarning)
             explanation = explain(classifier, args.text, args.steps)
-        out = Path(args.output).expanduser()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(explanation.to_html(), encoding="utf-8")
+        with written_atomically(out, "page") as temporary:
+            temporary.write_text(explanation.to_html(), encoding="utf-8")
     for note in notes:
         if "the model reads only the first" in str(note.message):
             print(f"note: {note.message}", file=sys.stderr)

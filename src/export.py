@@ -18,25 +18,28 @@ from src.serving.int8 import INT8_FILE, INT8_ONNX_FILE, quantize_int8, quantize_
 from src.serving.onnx_export import ONNX_FILE, example_batch, export_onnx, max_logit_difference
 from src.serving.pytorch_classifier import PyTorchClassifier
 from src.serving.vocabulary_file import VOCAB_FILE, write_vocab
-from src.utils.errors import UserInputError, exit_on_user_error
+from src.utils.errors import exit_on_user_error
+from src.utils.output_files import check_output, staged_folder
 
 
 def export(ckpt_path: str, output: str, quantize: bool = False, tolerance: float = 1e-4) -> dict[str, Path]:
     """Export a checkpoint into ``output``; checks the ONNX logits against PyTorch's before returning."""
+    out = check_output(output, {"--ckpt_path": ckpt_path}, folder=True,
+                       writes=(ONNX_FILE, VOCAB_FILE) + ((INT8_FILE, INT8_ONNX_FILE) if quantize else ()))
     classifier = PyTorchClassifier.from_checkpoint(ckpt_path)
-    out = Path(output).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UserInputError(f"--output {out} is a file; give a folder to write {ONNX_FILE} and {VOCAB_FILE} into")
-    out.mkdir(parents=True, exist_ok=True)
-    written = {"onnx": export_onnx(classifier.net, out / ONNX_FILE),
-               "vocab": write_vocab(out, classifier.vocabulary, classifier.label_names, classifier.max_len)}
-    tokens, lengths = example_batch(len(classifier.vocabulary), classifier.pad_index, lengths=(23, 1, 9, 16, 4), seed=1)
-    difference = max_logit_difference(classifier.net, written["onnx"], tokens, lengths)
-    if not difference <= tolerance:
-        raise RuntimeError(f"the exported model's logits differ from PyTorch's by {difference:.2g} (> {tolerance})")
-    if quantize:
-        written["int8"] = save_int8(classifier, quantize_int8(classifier.net), out / INT8_FILE)
-        written["int8_onnx"] = quantize_onnx(written["onnx"], out / INT8_ONNX_FILE)
+    with staged_folder(out, "the export") as staging:  # all files or none: a full disk leaves no half model.onnx
+        written = {"onnx": export_onnx(classifier.net, staging / ONNX_FILE),
+                   "vocab": write_vocab(staging, classifier.vocabulary, classifier.label_names, classifier.max_len)}
+        tokens, lengths = example_batch(len(classifier.vocabulary), classifier.pad_index, lengths=(23, 1, 9, 16, 4),
+                                        seed=1)
+        difference = max_logit_difference(classifier.net, written["onnx"], tokens, lengths)
+        if not difference <= tolerance:
+            raise RuntimeError(f"the exported model's logits differ from PyTorch's by {difference:.2g} "
+                               f"(> {tolerance})")
+        if quantize:
+            written["int8"] = save_int8(classifier, quantize_int8(classifier.net), staging / INT8_FILE)
+            written["int8_onnx"] = quantize_onnx(written["onnx"], staging / INT8_ONNX_FILE)
+    written = {key: out / path.name for key, path in written.items()}
     written["max_logit_difference"] = difference
     return written
 

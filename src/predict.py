@@ -15,7 +15,9 @@ import pandas as pd
 
 from data_modules.text_files import read_text
 from src.serving.pytorch_classifier import PyTorchClassifier
-from src.utils.errors import exit_on_user_error
+from src.serving.vocabulary_file import VOCAB_FILE
+from src.utils.errors import check_positive, exit_on_user_error
+from src.utils.output_files import check_output, written_atomically
 
 
 def read_lines(path: str) -> list[str]:
@@ -28,6 +30,11 @@ def read_lines(path: str) -> list[str]:
 
 
 def predict_file(ckpt_path: str, input_path: str, output_path: str, batch_size: int = 256) -> pd.DataFrame:
+    """Predictions of every line of ``input_path`` -> ``output_path`` (written whole or not at all; it may never be
+    the input, the checkpoint or the vocabulary beside an ONNX model)."""
+    check_positive(batch_size=batch_size)
+    vocab = Path(ckpt_path).expanduser().with_name(VOCAB_FILE) if ckpt_path.endswith(".onnx") else None
+    out = check_output(output_path, {"--input": input_path, "--ckpt_path": ckpt_path, VOCAB_FILE: vocab})
     texts = read_lines(input_path)
     if ckpt_path.endswith(".onnx"):
         from src.serving.onnx_classifier import OnnxClassifier
@@ -37,9 +44,8 @@ def predict_file(ckpt_path: str, input_path: str, output_path: str, batch_size: 
         predictions = PyTorchClassifier.from_checkpoint(ckpt_path).predict_texts(texts, batch_size)
     frame = pd.DataFrame({"text": texts, "probability": [p.probability for p in predictions],
                           "label": [p.label for p in predictions]})
-    out = Path(output_path).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, index=False)
+    with written_atomically(out, "predictions") as temporary:
+        frame.to_csv(temporary, index=False)
     return frame
 
 

@@ -13,17 +13,41 @@ import sys
 import warnings
 
 from src.utils.errors import UserInputError, exit_on_user_error
+from src.utils.third_party_notes import silence_third_party_notes
 
 
 def sample(ckpt_path: str, prime: str, length: int, temperature: float, top_k=None, seed=None,
            device: str = "cpu") -> str:
-    if not temperature >= 0:  # before loading anything: also catches nan
-        raise UserInputError(f"temperature={temperature} must be >= 0 (0 = greedy, 1 = the model's own "
-                             "distribution, e.g. 0.8)")
+    if not 0 <= temperature < float("inf"):  # before loading anything: also catches nan
+        raise UserInputError(f"--temperature {temperature} must be a finite number >= 0 (0 = greedy, 1 = the model's "
+                             "own distribution, e.g. 0.8)")
+    where = check_device(device)
     from src.lightning_modules.char_language_model import CharLanguageModel
 
-    model = CharLanguageModel.from_checkpoint(ckpt_path, map_location=device)
+    # The checkpoint's tensors go straight to ``where``, wherever they were saved (a CUDA run's load on a CPU box).
+    model = CharLanguageModel.from_checkpoint(ckpt_path, map_location=where)
     return model.generate(prime, length, temperature, top_k=top_k, seed=seed)
+
+
+def check_device(device: str):
+    """``--device`` -> a ``torch.device`` this machine has, or a one-line error (not torch's traceback)."""
+    import torch
+
+    try:
+        where = torch.device(device)
+    except (RuntimeError, ValueError):
+        where = None
+    if where is None or where.type not in ("cpu", "cuda"):
+        raise UserInputError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N")
+    if where.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UserInputError(f"--device {device}: this machine has no CUDA device available to torch "
+                                 f"{torch.__version__}; use --device cpu")
+        if where.index is not None and where.index >= count:
+            raise UserInputError(f"--device {device}: this machine has {count} CUDA device(s) (cuda:0 to "
+                                 f"cuda:{count - 1})")
+    return where
 
 
 def main(argv=None) -> None:
@@ -34,8 +58,10 @@ def main(argv=None) -> None:
     parser.add_argument("--temperature", type=float, default=1.0, help=">= 0; 0 = greedy, < 1 safer, > 1 wilder")
     parser.add_argument("--top_k", type=int, default=None, help="sample among the k most likely characters")
     parser.add_argument("--seed", type=int, default=None, help="same seed, same text")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (the model runs there; the sampling "
+                        "itself draws on the CPU, so a seed gives the same text on either)")
     args = parser.parse_args(argv)
+    silence_third_party_notes()
     with exit_on_user_error():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,3 +56,12 @@ def reference_curves(grad, lengths: list[int]) -> tuple[np.ndarray, np.ndarray]:
             by_start[t].append(norm)
             by_end[steps - 1 - (length - 1 - t)].append(norm)
     return tuple(np.array([np.mean(r) if r else np.nan for r in rows]) for rows in (by_start, by_end))
+
+
+def padded_vectors(batch: int = 3, steps: int = 7, dim: int = 5, seed: int = 0):
+    """Random vectors ``[B, T, D]`` zero after each of the lengths ``[T, 4, 2]``, with the lengths and the mask."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, steps, dim, generator=g)
+    lengths = torch.tensor([steps, 4, 2][:batch])
+    mask = torch.arange(steps)[None, :] < lengths[:, None]
+    return x * mask[..., None], lengths, mask

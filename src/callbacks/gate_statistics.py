@@ -49,7 +49,7 @@ def previous_states(hidden: Tensor, mask: Tensor, initial: Optional[Tensor], rev
 def gate_activations(layer: LayerInputs, hidden: Tensor, mask: Tensor) -> Tensor:
     """``[B, T, G, H]`` float32 gate activations in [0, 1] at every position, in the order of ``GATES[layer.cell]``
     (the LSTM's candidate as ``(tanh(g) + 1) / 2``). hidden: ``[B, T, H]`` the layer's output sequence; mask:
-    ``[B, T]`` valid positions (``layer.stepped`` where the layer stepped through more).
+    ``[B, T]`` valid positions (the layer stepped through all of them and, ``through_padding``, the padding too).
 
     ``x_t W_ih^T + h_{t-1} W_hh^T + b`` for all positions at once (the GRU's first two gates only), then one
     sigmoid: the candidate's pre-activations are doubled, as ``(tanh(g) + 1) / 2 = sigmoid(2 g)``. Written as few
@@ -59,7 +59,7 @@ def gate_activations(layer: LayerInputs, hidden: Tensor, mask: Tensor) -> Tensor
     gates = len(GATES[kind])
     size = layer.weight_hh.shape[0] // (4 if kind == "lstm" else 3)
     rows = gates * size
-    stepped = mask if layer.stepped is None else layer.stepped
+    stepped = torch.ones_like(mask) if layer.through_padding else mask
     previous = previous_states(hidden.detach().float(), stepped, layer.initial, layer.reverse)  # [B, T, H]
     inputs = layer.inputs.detach().float()
     batch, steps = inputs.shape[:2]
@@ -93,11 +93,11 @@ def final_cell(layer: LayerInputs, hidden: Tensor, mask: Tensor, acts: Optional[
     are cumulative products over time (float32, no logarithms: a product of numbers in [0, 1] loses no digits).
 
     mask: ``[B, T]`` valid positions. A padded (not packed) layer's reverse direction also steps through the
-    padding first (``layer.stepped``), and its cell state holds what it read there. acts: ``gate_activations``
+    padding first (``layer.through_padding``), and its cell state holds what it read there. acts: ``gate_activations``
     of the same arguments, if already computed.
     """
     acts = gate_activations(layer, hidden, mask) if acts is None else acts
-    stepped = mask if layer.stepped is None else layer.stepped
+    stepped = torch.ones_like(mask) if layer.through_padding else mask
     chain = (stepped if layer.reverse else mask).to(acts.device, torch.float32)[..., None]  # [B, T, 1] its steps
     forget = acts[:, :, 1] * chain + (1.0 - chain)  # 1 where the chain does not step: the product skips it
     written = acts[:, :, 0] * (2.0 * acts[:, :, 2] - 1.0) * chain  # i_t g_t
@@ -120,4 +120,4 @@ def first_sequences(layer: LayerInputs, count: int) -> LayerInputs:
         return layer
     pick = (lambda t: None if t is None else t[:count])  # noqa: E731
     return replace(layer, inputs=layer.inputs[:count], initial=pick(layer.initial),
-                   initial_cell=pick(layer.initial_cell), stepped=pick(layer.stepped))
+                   initial_cell=pick(layer.initial_cell))

@@ -8,6 +8,8 @@ import pandas as pd
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
+from src.utils.output_files import make_folder, written_atomically
+
 
 class ClassifierPredictionWriter(BasePredictionWriter):
     """One row per example of the predict split: its index in that split, P(label 1), and the label name."""
@@ -25,6 +27,7 @@ class ClassifierPredictionWriter(BasePredictionWriter):
         frame = pd.DataFrame({"index": indices, "probability": probabilities,
                               "label": [names[int(p >= 0.5)] for p in probabilities]}).sort_values("index")
         path = Path(trainer.log_dir or trainer.default_root_dir) / self.filename
-        path.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(path, index=False)
+        make_folder(path.parent, "predictions folder")
+        with written_atomically(path, "predictions") as temporary:  # whole or not at all, as every output
+            frame.to_csv(temporary, index=False)
         pl_module.print(f"wrote {len(frame)} predictions to {path}")

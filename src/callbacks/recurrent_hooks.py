@@ -122,12 +122,14 @@ class HookTrace:
             if call.output is None:
                 continue
             module, recurrent = call.recurrent.module, call.recurrent
-            x, valid, padded_run = batch_first(call.input, module.batch_first, infer_padding=True)
+            x, valid = batch_first(call.input, module.batch_first, infer_padding=True)
             out = batch_first(call.output, module.batch_first)[0]  # [B, T, H * dirs]
+            # A padded tensor (not packed): the module stepped through its padding too, and its c_n is the state
+            # after it, so the cell state after each sequence's last token comes from the gates instead.
+            packed = isinstance(call.input, PackedSequence)
             if first is None:
                 first = (x, valid, self._gradient(call, module.batch_first))
             h0, c0 = initial_states(call.hx, x.size(0))
-            stepped = torch.ones_like(valid) if padded_run else None
             directions = 2 if module.bidirectional else 1
             width = out.size(-1) // directions
             top = module.num_layers - 1
@@ -136,7 +138,6 @@ class HookTrace:
                 seq = self._run_layer(module, k, seq, h0, c0)
                 layer_outputs[k] = batch_first(seq, module.batch_first)[0]
             layer_outputs[top] = out
-            exact_cells = isinstance(call.input, PackedSequence) or not padded_run
             for k, sequence in layer_outputs.items():
                 source = x if k == 0 else layer_outputs[k - 1]
                 for d in range(directions):
@@ -149,8 +150,8 @@ class HookTrace:
                         recurrent.cell, source, getattr(module, "weight_ih" + suffix),
                         getattr(module, "weight_hh" + suffix), getattr(module, "bias_ih" + suffix, None),
                         getattr(module, "bias_hh" + suffix, None), None if h0 is None else h0[index],
-                        None if c0 is None else c0[index], d == 1, stepped)
-                    if recurrent.cell == "lstm" and exact_cells and isinstance(call.final, tuple):
+                        None if c0 is None else c0[index], d == 1, not packed)
+                    if recurrent.cell == "lstm" and packed and isinstance(call.final, tuple):
                         cells[name] = unbatched_state(call.final[1], x.size(0))[index]
         x, valid, grad = first
         masks = {name: m for name, m in masks.items() if m is not valid}
@@ -204,21 +205,21 @@ def one_layer(module: nn.RNNBase, k: int) -> nn.RNNBase:
     return single
 
 
-def batch_first(seq, is_batch_first: bool, infer_padding: bool = False) -> tuple[Tensor, Optional[Tensor], bool]:
-    """A recurrent module's input or output -> (``[B, T, F]``, ``[B, T]`` valid mask, whether the module stepped
-    through padding: a padded tensor whose trailing all-zero vectors were taken as padding). The mask is None for
-    a tensor unless ``infer_padding``."""
+def batch_first(seq, is_batch_first: bool, infer_padding: bool = False) -> tuple[Tensor, Optional[Tensor]]:
+    """A recurrent module's input or output -> (``[B, T, F]``, ``[B, T]`` valid mask). A packed sequence's mask
+    comes from its lengths; a tensor's (only with ``infer_padding``; else None) ends after its last position whose
+    vector is not all zeros. No value is read back to the host (on a GPU: no sync)."""
     if isinstance(seq, PackedSequence):
         padded, lengths = pad_packed_sequence(seq, batch_first=True)
-        return padded, mask_from_lengths(lengths.to(padded.device), padded.size(1)), False
+        return padded, mask_from_lengths(lengths.to(padded.device), padded.size(1))
     x = seq[None] if seq.dim() == 2 else (seq if is_batch_first else seq.transpose(0, 1))
     if not infer_padding:
-        return x, None, False
+        return x, None
     # One past the last position whose vector is not all zeros: positions weighted by "non-zero", then the max.
     steps = x.size(1)
     nonzero = x.detach().abs().amax(-1).clamp_(max=1.0).ceil_()  # [B, T]: 1 where any value is non-zero
     lengths = (nonzero * torch.arange(1, steps + 1, device=x.device, dtype=nonzero.dtype)).amax(1).long()
-    return x, mask_from_lengths(lengths, steps), bool((lengths < steps).any())
+    return x, mask_from_lengths(lengths, steps)
 
 
 def unbatched_state(state: Tensor, batch: int) -> Tensor:

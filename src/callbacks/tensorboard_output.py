@@ -115,6 +115,8 @@ def write_histogram(writer, tag: str, values: Tensor, step: int, bins: int = 64)
     from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary
 
     values = values.detach().float().flatten()
+    if values.is_cuda and torch.are_deterministic_algorithms_enabled():
+        values = values.cpu()  # CUDA's histc has no deterministic kernel and raises (trainer.deterministic: true)
     if values.numel() == 0:
         return
     figures = torch.stack([*torch.aminmax(values), values.sum(), values.square().sum()]).tolist()

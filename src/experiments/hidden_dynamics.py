@@ -143,9 +143,8 @@ def intro(s: DynamicsSettings, args) -> str:
               f"{s.imdb.seed}), each up to {s.max_len} tokens, one batch, eval mode. Per review and time step: "
               "||h_t||, the LSTM's ||c_t|| and the share of hidden units with |h| > "
               f"{s.threshold} (`hidden_stats` of src/callbacks/hidden_state_monitor.py, per step). **Variance over "
-              "time** is "
-              "the variance of a review's norm sequence (notebook 002's statistic), then mean and std over the "
-              "reviews. Plot: `hidden_state_dynamics.png`.")
+              "time** is the variance of a review's norm sequence (notebook 002's statistic), then mean and std over "
+              "the reviews. Plot: `hidden_state_dynamics.png`.")
 
 
 def results_section(rows: list[dict], training: dict, accuracy: dict[str, float], s: DynamicsSettings) -> str:

@@ -111,10 +111,9 @@ def intro(s: InitSettings, quick: bool) -> str:
             f"as the memory experiment: one pass over {t.n_train:,} fresh sequences ({t.n_train // t.batch_size:,} "
             f"Adam steps, lr {t.lr}, gradient norm clipped at {t.gradient_clip_val}), {len(t.seeds)} seed(s). The "
             f"`GradientFlowMonitor` callback (src/callbacks/gradient_flow_monitor.py) records ||dLoss/dx_t|| per time "
-            "step "
-            f"every {s.flow_every_n_steps} steps; the **gradient horizon** is how many steps back from the last token "
-            f"the norm stays >= {HORIZON_THRESHOLD:g} x its maximum (the full length: the first token still gets a "
-            "gradient); **first/last** is the norm at the first token over the norm at the last (geometric mean "
+            f"step every {s.flow_every_n_steps} steps; the **gradient horizon** is how many steps back from the last "
+            f"token the norm stays >= {HORIZON_THRESHOLD:g} x its maximum (the full length: the first token still gets "
+            "a gradient); **first/last** is the norm at the first token over the norm at the last (geometric mean "
             "over seeds). Plots: `accuracy_by_init.png`, `gradient_per_timestep.png` (seed 0, first and last "
             "logged step).")
     if quick:

@@ -18,38 +18,44 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from src.utils.errors import UserInputError, exit_on_user_error
 
 ROOT = Path(__file__).resolve().parents[2]
-IMDB_DEFAULT = ROOT.parent / "shared" / "data" / "imdb" / "train.parquet"
+IMDB_HINT = ("pass --data with an aclImdb folder, a folder of train/test parquet files or one CSV/parquet of "
+             "text,label rows (or set $RNN_LAB_IMDB)")
 
 
 # -- command line ---------------------------------------------------------------------------------------------
 def parse_args(name: str, description: str, argv: Optional[Sequence[str]] = None,
                imdb: bool = False) -> argparse.Namespace:
+    """The options every experiment takes. A full run writes the committed report, ``reports/<name>/``; a
+    ``--quick`` run (a pipeline check whose numbers mean nothing) writes to ``lightning_logs/experiments/<name>-quick/``
+    unless ``--output`` says otherwise, so it never overwrites the committed report."""
     parser = argparse.ArgumentParser(prog=f"python -m src.experiments.{name}", description=description)
     parser.add_argument("--quick", action="store_true", help="tiny CPU variant (seconds): checks the pipeline, "
                         "its numbers mean nothing")
-    parser.add_argument("--output", default=str(ROOT / "reports" / name),
-                        help="folder for report.md, results.json and the PNGs (default: reports/%(prog)s)")
+    parser.add_argument("--output", default=None,
+                        help=f"folder for report.md, results.json and the PNGs (default: reports/{name}/, or "
+                             f"lightning_logs/experiments/{name}-quick/ with --quick)")
     parser.add_argument("--log-dir", default=None,
-                        help="TensorBoard runs go here (default: lightning_logs/experiments/<name>, or "
+                        help=f"TensorBoard runs go here (default: lightning_logs/experiments/{name}/, or "
                              "<output>/tensorboard with --quick)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: exact reproducibility, and no oversubscription on a "
                              "shared machine)")
     parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator (cpu, gpu, auto)")
     if imdb:
-        parser.add_argument("--data", default=os.environ.get("RNN_LAB_IMDB", str(IMDB_DEFAULT)),
-                            help="IMDB reviews: a parquet/CSV with text/label columns, an aclImdb folder, or 'hf' "
-                                 "(default: $RNN_LAB_IMDB or ../shared/data/imdb/train.parquet)")
+        parser.add_argument("--data", default=os.environ.get("RNN_LAB_IMDB", "hf"),
+                            help="IMDB reviews: 'hf' (the Hugging Face Hub, cached by datasets after the first "
+                                 "download), an aclImdb folder, a folder of train/test parquet files, or one "
+                                 "CSV/parquet of text,label rows (default: $RNN_LAB_IMDB, else hf)")
         parser.add_argument("--cache-dir", default=str(ROOT / ".cache" / "rnn_lab"), help="encoded-data cache")
     args = parser.parse_args(argv)
     if args.threads < 1:
         raise UserInputError(f"--threads {args.threads} must be >= 1")
-    output = Path(args.output)
+    scratch = ROOT / "lightning_logs" / "experiments" / f"{name}-quick"
+    output = Path(args.output) if args.output else (scratch if args.quick else ROOT / "reports" / name)
     if output.exists() and not output.is_dir():
         raise UserInputError(f"--output {output} is a file; pass a folder (it is created if missing)")
     if imdb and args.data != "hf" and not Path(args.data).expanduser().exists():
-        raise UserInputError(f"IMDB data not found: {args.data}; pass --data with a parquet/CSV of text,label rows, "
-                             "an aclImdb folder, or hf")
+        raise UserInputError(f"IMDB data not found: {args.data}; {IMDB_HINT}")
     args.output = output
     args.log_dir = Path(args.log_dir) if args.log_dir else (
         output / "tensorboard" if args.quick else ROOT / "lightning_logs" / "experiments" / name)

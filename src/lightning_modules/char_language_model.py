@@ -17,8 +17,9 @@ from src.lightning_modules.checkpoint_identity import CheckpointIdentity
 from src.lightning_modules.finite_loss import stop_if_not_finite
 from src.lightning_modules.optimization import configure_optimizers
 from src.models.char_rnn import CharRNN, add_one_log_probs, bits_per_char
+from src.models.recurrent_stack import Cell, Nonlinearity
 from src.models.recurrent_trace import RecurrentTrace
-from src.utils.errors import UserInputError
+from src.utils.errors import UserInputError, check_positive, check_range
 
 UNK_INDEX = 0  # CharTextDataModule puts <unk> first
 
@@ -44,13 +45,13 @@ class CharLanguageModel(CheckpointIdentity, pl.LightningModule):
     def __init__(
         self,
         vocab_size: int = 2,
-        cell: str = "lstm",
+        cell: Cell = "lstm",
         embedding_dim: int = 64,
         hidden_size: int = 256,
         num_layers: int = 1,
         dropout: float = 0.0,
         tie_weights: bool = False,
-        nonlinearity: str = "tanh",
+        nonlinearity: Nonlinearity = "tanh",
         sample_prime: str = "the ",
         sample_length: int = 200,
         sample_temperatures: Sequence[float] = (0.5, 1.0, 1.5),
@@ -59,6 +60,12 @@ class CharLanguageModel(CheckpointIdentity, pl.LightningModule):
         scheduler: Optional[LRSchedulerCallable] = None,
     ):
         super().__init__()
+        check_positive(vocab_size=vocab_size, embedding_dim=embedding_dim, hidden_size=hidden_size,
+                       num_layers=num_layers)
+        check_range("dropout", dropout, 0.0, 1.0, example="0.2")
+        check_range("sample_length", sample_length, 0, float("inf"), example="200")
+        for temperature in sample_temperatures:
+            check_range("sample_temperatures", temperature, 0.0, float("inf"), example="[0.5, 1.0]")
         # Optimizer callables are configuration, not model data: keeping them out of the hyperparameters
         # keeps every checkpoint loadable with torch.load(weights_only=True).
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
@@ -100,6 +107,9 @@ class CharLanguageModel(CheckpointIdentity, pl.LightningModule):
         super().on_load_checkpoint(checkpoint)
         vocabulary = checkpoint.get("vocabulary")
         if vocabulary is not None:
+            if len(vocabulary) != self.hparams.vocab_size:
+                raise UserInputError(f"the checkpoint is inconsistent: {len(vocabulary)} characters but a model of "
+                                     f"{self.hparams.vocab_size}; use an unmodified checkpoint")
             if self.vocabulary is not None and self.vocabulary != vocabulary:
                 raise UserInputError("the checkpoint's characters differ from those of this data; use the --data "
                                      "options it was trained with (path, lowercase, val_fraction, num_blocks, seed)")
@@ -186,8 +196,8 @@ class CharLanguageModel(CheckpointIdentity, pl.LightningModule):
         generated.
         """
         if not math.isfinite(temperature) or temperature < 0:
-            raise UserInputError(f"temperature={temperature} must be >= 0 (0 = greedy, 1 = the model's own "
-                                 "distribution, e.g. 0.8)")
+            raise UserInputError(f"temperature={temperature} must be a finite number >= 0 (0 = greedy, 1 = the "
+                                 "model's own distribution, e.g. 0.8)")
         if length < 0:
             raise UserInputError(f"length={length} must be >= 0")
         if top_k is not None and top_k < 1:
@@ -214,6 +224,9 @@ class CharLanguageModel(CheckpointIdentity, pl.LightningModule):
     def _pick(logits: Tensor, temperature: float, top_k: Optional[int], generator) -> int:
         """logits ``[V]`` -> one character id. Sampled on the CPU so a seed gives the same text on any device."""
         logits = logits.float().cpu().clone()
+        if not torch.isfinite(logits).all():
+            raise UserInputError("the model gives non-finite scores: its weights have diverged; use an earlier "
+                                 "checkpoint")
         logits[UNK_INDEX] = -math.inf
         if temperature == 0:
             return int(logits.argmax())

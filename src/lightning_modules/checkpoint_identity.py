@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from src.utils.checkpoint_file import MODEL_CLASS_KEY, check_model_class, read_checkpoint
+from src.utils.errors import UserInputError, one_line
 
 
 class CheckpointIdentity:
@@ -20,6 +21,13 @@ class CheckpointIdentity:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, map_location="cpu"):
-        """``load_from_checkpoint`` with one-line errors for a missing, truncated or foreign checkpoint."""
+        """``load_from_checkpoint`` with one-line errors for a missing, truncated, foreign or tampered checkpoint
+        (hyperparameters no model can be built from, weights that do not fit them)."""
         check_model_class(read_checkpoint(path), cls.__name__, f"checkpoint {path}")
-        return cls.load_from_checkpoint(path, map_location=map_location, weights_only=True)
+        try:
+            return cls.load_from_checkpoint(path, map_location=map_location, weights_only=True)
+        except UserInputError:
+            raise
+        except (TypeError, ValueError, RuntimeError, KeyError, IndexError) as e:
+            raise UserInputError(f"checkpoint {path} does not describe a working {cls.__name__} ({one_line(e)[:200]}); "
+                                 "use an unmodified checkpoint") from None

@@ -30,10 +30,10 @@ from data_modules.poetry import PoemBatch
 from src.lightning_modules.checkpoint_identity import CheckpointIdentity
 from src.lightning_modules.finite_loss import stop_if_not_finite
 from src.lightning_modules.optimization import configure_optimizers
-from src.models.recurrent_stack import CELLS
+from src.models.recurrent_stack import Cell, Nonlinearity
 from src.models.recurrent_trace import RecurrentTrace
-from src.models.rnn_autoencoder import DECODER_INPUTS, RNNAutoencoder
-from src.utils.errors import UserInputError
+from src.models.rnn_autoencoder import DecoderInput, RNNAutoencoder
+from src.utils.errors import UserInputError, check_positive, check_range
 
 DEFAULT_CURRICULUM = [[20, 15], [35, 20], [50, 15]]  # the reference notebook's phases: (max_len, epochs)
 
@@ -124,13 +124,10 @@ class CurriculumAutoencoder(CheckpointIdentity, pl.LightningModule):
         hidden_size, num_layers, cell (``rnn`` | ``lstm`` | ``gru``), nonlinearity (``rnn`` only), dropout.
         bottleneck_dim: size of z; ``auto``: the number of PCA components holding 90% of the training word
             vectors' variance (printed by the DataModule).
-        decoder_input: ``previous_output`` | ``teacher_forcing`` | ``bottleneck`` (see src/models/autoencoder.py).
+        decoder_input: ``previous_output`` | ``teacher_forcing`` | ``bottleneck`` (see src/models/rnn_autoencoder.py).
         teacher_forcing_ratio: with ``teacher_forcing``, the probability of feeding the true previous vector.
         curriculum: ``[[max_len, epochs], ...]``; null: full length from the start.
         projector: at the end of fit, write the validation poems' z to TensorBoard's projector.
-        cpu_threads: when training on CPU, set torch's intra-op threads to this (None: leave torch's default).
-            A 64-unit RNN's matrices are too small to split across cores; on a busy machine extra threads
-            only wait for each other (measured: 5-10x slower steps with 2 threads on a loaded 2-core box).
     """
 
     def __init__(
@@ -138,23 +135,22 @@ class CurriculumAutoencoder(CheckpointIdentity, pl.LightningModule):
         input_dim: int = 50,
         hidden_size: int = 64,
         bottleneck_dim: Union[int, Literal["auto"]] = 16,
-        cell: str = "rnn",
+        cell: Cell = "rnn",
         num_layers: int = 1,
-        nonlinearity: str = "tanh",
+        nonlinearity: Nonlinearity = "tanh",
         dropout: float = 0.0,
-        decoder_input: str = "previous_output",
+        decoder_input: DecoderInput = "previous_output",
         teacher_forcing_ratio: float = 1.0,
         curriculum: Optional[list[list[int]]] = DEFAULT_CURRICULUM,
         projector: bool = True,
-        cpu_threads: Optional[int] = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: Optional[LRSchedulerCallable] = None,
     ):
         super().__init__()
-        for name, value, options in (("cell", cell, CELLS), ("decoder_input", decoder_input, DECODER_INPUTS)):
-            if value not in options:
-                raise UserInputError(f"{name}={value!r} is not one of {sorted(options)}")
-        if bottleneck_dim != "auto" and int(bottleneck_dim) < 1:
+        check_positive(input_dim=input_dim, hidden_size=hidden_size, num_layers=num_layers)
+        check_range("dropout", dropout, 0.0, 1.0, example="0.2")
+        check_range("teacher_forcing_ratio", teacher_forcing_ratio, 0.0, 1.0, high_closed=True, example="0.5")
+        if bottleneck_dim != "auto" and not (isinstance(bottleneck_dim, int) and bottleneck_dim >= 1):
             raise UserInputError(f"bottleneck_dim={bottleneck_dim} must be a positive integer or 'auto'")
         curriculum = check_curriculum(curriculum)
         # Optimizer callables are configuration, not model data: keeping them out of the hyperparameters keeps
@@ -204,8 +200,6 @@ class CurriculumAutoencoder(CheckpointIdentity, pl.LightningModule):
 
     # -- data the checkpoint carries ------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        if self.hparams.cpu_threads and self._trainer is not None and self.trainer.strategy.root_device.type == "cpu":
-            torch.set_num_threads(self.hparams.cpu_threads)  # setup runs before the model moves: ask the strategy
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is None or not hasattr(datamodule, "vectors"):
             return
@@ -243,6 +237,10 @@ class CurriculumAutoencoder(CheckpointIdentity, pl.LightningModule):
                                  f"{self.hparams.input_dim}-d ones; use the GloVe file it was trained with "
                                  f"({checkpoint.get('glove_path') or 'see its config.yaml'})")
         if checkpoint.get("vocabulary") is not None:
+            words, vectors = len(checkpoint["vocabulary"]), len(checkpoint.get("vocab_vectors", ()))
+            if words != vectors:
+                raise UserInputError(f"the checkpoint is inconsistent: {words} vocabulary words but {vectors} word "
+                                     "vectors; use an unmodified checkpoint")
             self.vocabulary = list(checkpoint["vocabulary"])
             self.vocab_vectors = checkpoint["vocab_vectors"].to(self.device)
             self.mean_vector = checkpoint["mean_vector"].to(self.device)

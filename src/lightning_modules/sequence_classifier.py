@@ -13,8 +13,12 @@ from torchmetrics.classification import MulticlassAccuracy
 from data_modules.memory_task import MemoryBatch
 from src.lightning_modules.checkpoint_identity import CheckpointIdentity
 from src.lightning_modules.finite_loss import stop_if_not_finite
+from src.lightning_modules.optimization import configure_optimizers
 from src.models.last_step_classifier import LastStepClassifier
+from src.models.recurrent_init import RecurrentInit
+from src.models.recurrent_stack import Cell, Nonlinearity
 from src.models.recurrent_trace import RecurrentTrace
+from src.utils.errors import UserInputError, check_positive, check_range
 
 
 class SequenceClassifier(CheckpointIdentity, pl.LightningModule):
@@ -30,17 +34,24 @@ class SequenceClassifier(CheckpointIdentity, pl.LightningModule):
         self,
         vocab_size: int = 10,
         num_classes: Optional[int] = None,
-        cell: str = "rnn",
+        cell: Cell = "rnn",
         embedding_dim: int = 16,
         hidden_size: int = 64,
         num_layers: int = 1,
-        nonlinearity: str = "tanh",
-        recurrent_init: str = "default",
+        nonlinearity: Nonlinearity = "tanh",
+        recurrent_init: RecurrentInit = "default",
         init_scale: float = 1.0,
         keep_gate_bias: float = 0.0,
         optimizer: OptimizerCallable = torch.optim.Adam,
     ):
         super().__init__()
+        check_positive(vocab_size=vocab_size, num_classes=num_classes, embedding_dim=embedding_dim,
+                       hidden_size=hidden_size, num_layers=num_layers)
+        check_range("init_scale", init_scale, 0.0, float("inf"), example="1.0")
+        check_range("keep_gate_bias", keep_gate_bias, -float("inf"), float("inf"), low_closed=False, example="1.0")
+        if keep_gate_bias and cell == "rnn":
+            raise UserInputError(f"keep_gate_bias={keep_gate_bias} needs a gate: use --model.cell lstm or gru, or "
+                                 "leave keep_gate_bias at 0")
         self.save_hyperparameters(ignore=["optimizer"])  # callables would break torch.load(weights_only=True)
         classes = num_classes or vocab_size
         self.net = LastStepClassifier(vocab_size, classes, embedding_dim, hidden_size, num_layers, cell, nonlinearity,
@@ -87,5 +98,5 @@ class SequenceClassifier(CheckpointIdentity, pl.LightningModule):
         return self.net(batch.tokens.to(self.device)).trace
 
     def configure_optimizers(self):
-        return self.optimizer_factory(self.parameters())
+        return configure_optimizers(self.parameters(), self.optimizer_factory)
 

@@ -17,12 +17,13 @@ from src.callbacks.prediction_writer import ClassifierPredictionWriter
 from src.lightning_modules.checkpoint_identity import CheckpointIdentity
 from src.lightning_modules.finite_loss import stop_if_not_finite
 from src.lightning_modules.optimization import configure_optimizers
+from src.models.recurrent_stack import Cell, Nonlinearity
 from src.models.recurrent_trace import RecurrentTrace
-from src.models.rnn_classifier import RNNClassifier
+from src.models.rnn_classifier import Pooling, RNNClassifier
 from src.serving.prediction import Prediction
 from src.serving.pytorch_classifier import PyTorchClassifier
 from src.serving.word_importance import Explanation, explain
-from src.utils.errors import UserInputError
+from src.utils.errors import UserInputError, check_positive, check_range
 
 
 class TextClassifier(CheckpointIdentity, pl.LightningModule):
@@ -35,7 +36,8 @@ class TextClassifier(CheckpointIdentity, pl.LightningModule):
     Args:
         cell: ``rnn`` | ``lstm`` | ``gru``; ``nonlinearity`` (tanh|relu) applies to ``rnn``.
         pooling: ``last`` | ``mean`` | ``max`` over valid positions.
-        pack: pack unidirectional layers too (bidirectional ones always are).
+        pack: run every layer on packed sequences (the reference pipeline's way; slower on a CPU, where the padded
+            run gives the same outputs at valid positions; see RecurrentStack).
         keep_gate_bias: added to the LSTM forget / GRU update gate biases at initialisation (Jozefowicz et al. 2015
             recommend 1; 3 keeps most of the state at each step, see docs/dynamics.md). lstm and gru only.
         optimizer, scheduler: from the config (LightningCLI callables); a scheduler steps per epoch on val/loss.
@@ -47,14 +49,14 @@ class TextClassifier(CheckpointIdentity, pl.LightningModule):
         self,
         vocab_size: int = 2,
         pad_index: int = 0,
-        cell: str = "lstm",
+        cell: Cell = "lstm",
         embedding_dim: int = 128,
         hidden_size: int = 128,
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,
-        pooling: str = "last",
-        nonlinearity: str = "tanh",
+        pooling: Pooling = "last",
+        nonlinearity: Nonlinearity = "tanh",
         pack: bool = False,
         keep_gate_bias: float = 0.0,
         optimizer: OptimizerCallable = torch.optim.Adam,
@@ -62,6 +64,10 @@ class TextClassifier(CheckpointIdentity, pl.LightningModule):
         glove_path: Optional[str] = None,
     ):
         super().__init__()
+        check_positive(vocab_size=vocab_size, embedding_dim=embedding_dim, hidden_size=hidden_size,
+                       num_layers=num_layers)
+        check_range("pad_index", pad_index, 0, vocab_size)
+        check_range("dropout", dropout, 0.0, 1.0, example="0.2")
         # Optimizer callables are configuration, not model data: keeping them out of the hyperparameters
         # keeps every checkpoint loadable with torch.load(weights_only=True).
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])

@@ -4,13 +4,15 @@ the bias of the gate that keeps the previous state (``add_keep_gate_bias``)."""
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
 from src.models.recurrent_stack import check_choice
 
-RECURRENT_INITS = ("default", "orthogonal", "identity", "gaussian")
+RecurrentInit = Literal["default", "orthogonal", "identity", "gaussian"]
+RECURRENT_INITS = get_args(RecurrentInit)
 
 
 def init_recurrent_weights(layer: nn.RNNBase, scheme: str = "default", scale: float = 1.0) -> None:

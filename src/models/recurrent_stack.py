@@ -10,7 +10,7 @@ as fast as the padded forward direction (packed sequences are many times slower 
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Literal, NamedTuple, Optional, get_args
 
 import torch
 from torch import Tensor, nn
@@ -18,7 +18,11 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from src.models.recurrent_trace import LayerInputs
 
-CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+# The choices, as the types the configs are checked against (LightningCLI lists them in --help).
+Cell = Literal["rnn", "lstm", "gru"]
+Nonlinearity = Literal["tanh", "relu"]
+CELLS = dict(zip(get_args(Cell), (nn.RNN, nn.LSTM, nn.GRU)))
+NONLINEARITIES = get_args(Nonlinearity)
 
 
 def check_choice(name: str, value: str, options) -> str:
@@ -64,6 +68,7 @@ class RecurrentStack(nn.Module):
     ):
         super().__init__()
         rnn_cls = CELLS[check_choice("cell", cell, CELLS)]
+        check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.cell, self.hidden_size, self.num_layers = cell, hidden_size, num_layers
@@ -89,7 +94,7 @@ class RecurrentStack(nn.Module):
         h0, c0 = (state if isinstance(state, tuple) else (state, None)) if state is not None else (None, None)
         hidden, finals_h, finals_c, layers = {}, [], [], {}
         d = self.directions
-        reversal = reverse_index(lengths, steps) if d == 2 and lengths is not None else None
+        reversal = reverse_index(lengths, steps, x.device) if d == 2 and lengths is not None else None
         for i, layer in enumerate(self.layers):
             if i > 0:
                 x = self.dropout(x)
@@ -157,12 +162,13 @@ def _add_layer(layers: dict, name: str, inputs: Optional[LayerInputs]) -> None:
         layers[name] = inputs
 
 
-def reverse_index(lengths: Tensor, steps: int) -> Tensor:
-    """``[B, T, 1]`` gather index that reverses each sequence within its length and leaves padding in place.
+def reverse_index(lengths: Tensor, steps: int, device: Optional[torch.device] = None) -> Tensor:
+    """``[B, T, 1]`` gather index that reverses each sequence within its length and leaves padding in place, on
+    ``device`` (default: the lengths'; serving passes the lengths on the CPU with the tokens on a GPU).
 
     Applying it twice is the identity, so the same index turns the reverse direction's outputs back.
     """
-    positions = torch.arange(steps, device=lengths.device)[None, :]
+    positions = torch.arange(steps, device=device or lengths.device)[None, :]
     lengths = lengths.to(positions.device)[:, None]
     return torch.where(positions < lengths, lengths - 1 - positions, positions).unsqueeze(-1)
 

@@ -33,8 +33,8 @@ class LayerInputs:
         parameters in PyTorch's layout (LSTM gates i, f, g, o; GRU r, z, n).
     initial: ``[B, H]`` the state before the first step (None: zeros); initial_cell the LSTM's ``c`` before it.
     reverse: the layer reads each sequence from its last valid position back to its first.
-    stepped: ``[B, T]`` bool, the positions the layer stepped through where that is not the trace's mask: a padded
-        (not packed) tensor makes a layer step through its padding too, and a reverse direction then starts there.
+    through_padding: the layer stepped through every position, its padding included (a padded tensor, not packed:
+        a reverse direction then starts at the last position, not at each sequence's last valid one).
     """
 
     cell: str
@@ -46,7 +46,7 @@ class LayerInputs:
     initial: Optional[Tensor] = None
     initial_cell: Optional[Tensor] = None
     reverse: bool = False
-    stepped: Optional[Tensor] = None
+    through_padding: bool = False
 
 
 @dataclass

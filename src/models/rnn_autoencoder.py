@@ -16,7 +16,7 @@ What the decoder reads at step t (``decoder_input``):
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Literal, NamedTuple, Optional, get_args
 
 import torch
 from torch import Tensor, nn
@@ -24,7 +24,8 @@ from torch import Tensor, nn
 from src.models.recurrent_stack import RecurrentOutput, RecurrentStack, check_choice, layer_inputs
 from src.models.recurrent_trace import LayerInputs, RecurrentTrace, mask_from_lengths, watch_gradient
 
-DECODER_INPUTS = ("previous_output", "teacher_forcing", "bottleneck")
+DecoderInput = Literal["previous_output", "teacher_forcing", "bottleneck"]
+DECODER_INPUTS = get_args(DecoderInput)
 
 
 class AutoencoderOutput(NamedTuple):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 from torch import Tensor, nn
@@ -11,7 +11,8 @@ from src.models.recurrent_init import add_keep_gate_bias
 from src.models.recurrent_stack import RecurrentOutput, RecurrentStack, check_choice, last_valid
 from src.models.recurrent_trace import RecurrentTrace, mask_from_lengths, watch_gradient
 
-POOLINGS = ("last", "mean", "max")
+Pooling = Literal["last", "mean", "max"]
+POOLINGS = get_args(Pooling)
 
 
 class ClassifierOutput(NamedTuple):

@@ -36,7 +36,12 @@ class OnnxClassifier(ServedClassifier):
         self.session = onnx_session(self.path, threads)
 
     def logits(self, tokens: torch.Tensor, lengths: torch.Tensor) -> np.ndarray:
-        return self.session.run(None, {"tokens": tokens.numpy(), "lengths": lengths.numpy()})[0]
+        try:
+            return self.session.run(None, {"tokens": tokens.numpy(), "lengths": lengths.numpy()})[0]
+        except Exception as e:  # ORT's own types; a token id past the embedding: vocab.json is not this model's
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise UserInputError(f"{self.path} cannot run on these texts ({first}); is the vocab.json beside it the "
+                                 "one exported with it? Re-export the model with python -m src.export") from None
 
 
 def onnx_session(path: str | Path, threads: Optional[int] = None):

@@ -1,7 +1,7 @@
 """Which words drive one prediction: Integrated Gradients on the embedding layer, cross-checked by occlusion.
 
 ``explain(classifier, text)`` -> ``Explanation`` (``python -m src.explain`` prints its top words and writes its
-page, src/serving/explanation_page.py).
+page, src/serving/explanation.py).
 
 Both scores are in units of P(label 1), so they read alike: positive means the word pushes towards
 ``label_names[1]``.
@@ -17,7 +17,6 @@ Both scores are in units of P(label 1), so they read alike: positive means the w
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
@@ -25,39 +24,12 @@ from torch import Tensor, nn
 
 from data_modules.batching import pad_collate
 from data_modules.vocabulary import tokenize
-from src.serving.explanation_page import render_html
+from src.serving.explanation import Explanation
 from src.serving.prediction import sigmoid
 from src.serving.pytorch_classifier import PyTorchClassifier
 from src.utils.errors import UserInputError
 
 DEFAULT_STEPS = 50  # Riemann steps of the IG path integral; Captum's default, delta ~1e-3 on our models
-
-
-@dataclass
-class Explanation:
-    """Word importance for one text. ``tokens`` are the words the model read (after truncation to ``max_len``);
-    ``known[i]`` is False where the model saw ``<unk>``. Scores are per token, in units of P(label 1)."""
-
-    text: str
-    tokens: list[str]
-    known: list[bool]
-    probability: float  # P(label 1)
-    label: str
-    label_names: list[str]
-    integrated_gradients: list[float]
-    occlusion: list[float]
-    baseline_probability: float  # P(label 1) of the all-<pad> baseline
-    delta: float  # Captum's convergence delta: sum(IG) - (probability - baseline_probability)
-    n_steps: int
-    truncated: int  # words past max_len that the model did not read
-
-    def top(self, k: int = 10) -> list[tuple[str, float, float]]:
-        """The ``k`` tokens with the largest |IG| score: (token, ig, occlusion), largest first."""
-        order = sorted(range(len(self.tokens)), key=lambda i: -abs(self.integrated_gradients[i]))[:k]
-        return [(self.tokens[i], self.integrated_gradients[i], self.occlusion[i]) for i in order]
-
-    def to_html(self) -> str:
-        return render_html(self)
 
 
 # -- the two methods --------------------------------------------------------------------------------------

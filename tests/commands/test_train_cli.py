@@ -145,3 +145,15 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     last = torch.load(run_dir(tmp_path) / "checkpoints/last.ckpt", weights_only=True)
     assert last["global_step"] == 16
     assert tags["val/acc"][-1] >= 0.9
+
+
+def test_cpu_threads_sets_torch_intra_op_threads(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        for threads, expected in (("2", 2), ("0", 2), ("1", 1)):  # 0 leaves the current setting alone
+            cli_main(["fit", "--config", str(ROOT / "configs/reviews.yaml"), "--cpu_threads", threads,
+                      "--trainer.fast_dev_run", "1", "--data.n_samples", "100", "--trainer.default_root_dir",
+                      str(tmp_path), "--data.cache_dir", str(tmp_path / "cache"), *QUIET])
+            assert torch.get_num_threads() == expected
+    finally:
+        torch.set_num_threads(before)

@@ -60,6 +60,19 @@ def test_hub_offline_fails_fast_naming_the_local_option(cache_dir, monkeypatch, 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
     start = time.perf_counter()
-    with pytest.raises(UserInputError, match=r"stanfordnlp/imdb.*--data\.source /path/to/aclImdb"):
+    with pytest.raises(UserInputError, match=r"stanfordnlp/imdb.*--data\.source PATH.*aclImdb"):
         IMDBDataModule(source="hf", cache_dir=cache_dir).setup("fit")
     assert time.perf_counter() - start < 30
+
+
+def test_an_unreachable_hub_is_not_asked(monkeypatch):
+    """A closed network fails at once: no connection attempt reaches datasets' retry loop."""
+    import socket
+
+    from data_modules import imdb
+
+    def refuse(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    assert imdb.hub_reachable() is False

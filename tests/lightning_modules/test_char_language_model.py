@@ -49,7 +49,7 @@ def test_sampling_is_deterministic_with_a_seed_and_checks_its_arguments(tmp_path
     assert a != model.generate("the ", 60, temperature=1.0, seed=8)
     assert model.generate("the ", 30, temperature=0.7, top_k=1, seed=1) == model.generate("the ", 30, temperature=0)
     assert UNK not in model.generate("a", 300, temperature=5.0, seed=0)  # <unk> is never generated
-    with pytest.raises(UserInputError, match="temperature=-0.5 must be >= 0"):
+    with pytest.raises(UserInputError, match="temperature=-0.5 must be a finite number >= 0"):
         model.generate("a", 5, temperature=-0.5)
     with pytest.raises(UserInputError, match="prime is empty"):
         model.generate("", 5)

@@ -13,22 +13,13 @@ from src.lightning_modules.curriculum_autoencoder import (
     curriculum_at,
     masked_mse,
 )
-from src.models.recurrent_trace import mask_from_lengths
 from src.models.rnn_autoencoder import RNNAutoencoder
 from src.utils.errors import UserInputError
-
-
-def padded(batch: int = 3, steps: int = 7, dim: int = 5, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, steps, dim, generator=g)
-    lengths = torch.tensor([steps, 4, 2][:batch])
-    mask = mask_from_lengths(lengths, steps)
-    return x * mask[..., None], lengths, mask
-
+from tests.common import padded_vectors
 
 
 def test_masked_mse_ignores_padded_values():
-    target, lengths, mask = padded()
+    target, lengths, mask = padded_vectors()
     prediction = torch.randn_like(target)
     loss = masked_mse(prediction, target, mask)
     garbage = prediction.clone()
@@ -36,7 +27,6 @@ def test_masked_mse_ignores_padded_values():
     assert torch.equal(masked_mse(garbage, target, mask), loss)
     expected = sum(((prediction[b, :n] - target[b, :n]) ** 2).sum() for b, n in enumerate(lengths.tolist()))
     assert loss.item() == pytest.approx(expected.item() / (int(lengths.sum()) * target.size(-1)), rel=1e-6)
-
 
 
 # -- curriculum --------------------------------------------------------------------------------------------
@@ -51,7 +41,7 @@ def test_curriculum_max_len_per_epoch():
 
 
 def test_batch_truncation_clips_lengths():
-    x, lengths, mask = padded()
+    x, lengths, mask = padded_vectors()
     batch = PoemBatch(x, mask, mask.long() * 5, lengths, torch.arange(3)).truncate(3)
     assert batch.embeddings.shape == (3, 3, 5) and batch.lengths.tolist() == [3, 3, 2]
     assert torch.equal(batch.mask, mask[:, :3])
@@ -91,12 +81,11 @@ def test_overfits_eight_poems(cache_dir):
     assert before.compute()["cosine"] < 0.5
 
 
-
 def test_monitoring_contract_fills_the_trace_of_a_training_step():
     torch.manual_seed(0)
     module = CurriculumAutoencoder(input_dim=5, hidden_size=8, bottleneck_dim=3, cell="lstm", curriculum=None,
                                    decoder_input="teacher_forcing")
-    x, lengths, mask = padded()
+    x, lengths, mask = padded_vectors()
     batch = PoemBatch(x, mask, mask.long() * 5, lengths, torch.arange(3))
     module.trace_requested = True
     with pytest.warns(UserWarning):  # self.log without a Trainer: Lightning warns and goes on

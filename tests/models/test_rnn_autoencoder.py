@@ -5,24 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from src.models.recurrent_trace import mask_from_lengths
 from src.models.rnn_autoencoder import RNNAutoencoder
-
-
-def padded(batch: int = 3, steps: int = 7, dim: int = 5, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, steps, dim, generator=g)
-    lengths = torch.tensor([steps, 4, 2][:batch])
-    mask = mask_from_lengths(lengths, steps)
-    return x * mask[..., None], lengths, mask
-
+from tests.common import padded_vectors
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_encoder_uses_the_last_valid_state(cell):
     torch.manual_seed(0)
     net = RNNAutoencoder(5, hidden_size=8, bottleneck_dim=3, cell=cell, num_layers=2)
-    x, lengths, mask = padded()
+    x, lengths, mask = padded_vectors()
     z, hidden = net.encode(x, lengths)
     noisy = x + 10 * torch.randn_like(x) * (~mask)[..., None]
     longer = torch.cat([noisy, torch.randn(3, 4, 5)], dim=1)  # more padding after every poem
@@ -39,7 +30,7 @@ def test_teacher_forcing_single_call_equals_the_step_loop(cell):
     torch.manual_seed(0)
     net = RNNAutoencoder(5, hidden_size=8, bottleneck_dim=3, cell=cell, num_layers=2,
                          decoder_input="teacher_forcing").eval()
-    x, lengths, _ = padded()
+    x, lengths, _ = padded_vectors()
     z, _ = net.encode(x, lengths)
     one_call = net.decode(z, 7, targets=x)
     step_loop = net._decode_stepwise(z, net.initial_state(z), 7, x)  # ratio 1: always the true vector
@@ -56,7 +47,7 @@ def test_teacher_forcing_single_call_equals_the_step_loop(cell):
 def test_decoder_modes_shapes_and_padding_independence(mode):
     torch.manual_seed(0)
     net = RNNAutoencoder(5, hidden_size=8, bottleneck_dim=3, cell="gru", decoder_input=mode)
-    x, lengths, mask = padded()
+    x, lengths, mask = padded_vectors()
     out = net(x, lengths)
     assert out.reconstruction.shape == x.shape and out.z.shape == (3, 3)
     assert set(out.trace.hidden) == {"encoder_gru_l0", "decoder_gru_l0"} == set(out.trace.layers)

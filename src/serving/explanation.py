@@ -1,15 +1,41 @@
-"""The self-contained HTML page of an ``Explanation`` (inline CSS, no scripts, nothing fetched): the text coloured
-by each method side by side, the probability on top, the top words in a table."""
+"""``Explanation``: the word importance of one text (src/serving/word_importance.py computes it), and its
+self-contained HTML page (inline CSS, no scripts, nothing fetched): the text coloured by each method side by side,
+the probability on top, the top words in a table."""
 
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from src.serving.word_importance import Explanation
+from dataclasses import dataclass
 
 
+@dataclass
+class Explanation:
+    """Word importance for one text. ``tokens`` are the words the model read (after truncation to ``max_len``);
+    ``known[i]`` is False where the model saw ``<unk>``. Scores are per token, in units of P(label 1)."""
+
+    text: str
+    tokens: list[str]
+    known: list[bool]
+    probability: float  # P(label 1)
+    label: str
+    label_names: list[str]
+    integrated_gradients: list[float]
+    occlusion: list[float]
+    baseline_probability: float  # P(label 1) of the all-<pad> baseline
+    delta: float  # Captum's convergence delta: sum(IG) - (probability - baseline_probability)
+    n_steps: int
+    truncated: int  # words past max_len that the model did not read
+
+    def top(self, k: int = 10) -> list[tuple[str, float, float]]:
+        """The ``k`` tokens with the largest |IG| score: (token, ig, occlusion), largest first."""
+        order = sorted(range(len(self.tokens)), key=lambda i: -abs(self.integrated_gradients[i]))[:k]
+        return [(self.tokens[i], self.integrated_gradients[i], self.occlusion[i]) for i in order]
+
+    def to_html(self) -> str:
+        return render_html(self)
+
+
+# -- the page ---------------------------------------------------------------------------------------------
 STYLE = """
 body { font: 15px/1.5 system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
 h1 { font-size: 1.5em; margin-bottom: .2em; } .meta { color: #666; font-size: .9em; }
