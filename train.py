@@ -4,8 +4,9 @@
     python train.py test --config configs/reviews.yaml --ckpt_path CKPT
     python train.py fit --config configs/reviews.yaml --ckpt_path last     # resume the newest run's last.ckpt
 
-Runs go to ``<default_root_dir>/lightning_logs/version_N/`` (TensorBoard events, the resolved config.yaml,
-``checkpoints/`` with the best and the last epoch). What happens when something goes wrong: docs/reliability.md.
+Runs go to ``<default_root_dir>/lightning_logs/<model>-<cell>/version_N/`` (TensorBoard events, the resolved
+config.yaml, ``checkpoints/`` with the best and the last epoch), e.g. ``lightning_logs/text_classifier-lstm/``.
+What happens when something goes wrong: docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from src.callbacks.checkpointing import AtomicCheckpointIO, BestCheckpoint, DivergenceGuard, LastCheckpoint
+from src.callbacks.run_logger import default_run_logger, optimizer_hparams
 from src.utils.checkpoint_file import MODEL_CLASS_KEY, check_model_class, read_checkpoint
 from src.utils.config_errors import one_line_config_error
 from src.utils.errors import UserInputError, check_positive, exit_on_user_error
@@ -144,6 +146,16 @@ class RNNLabCLI(LightningCLI):
             raise cause from None
 
     def instantiate_trainer(self, **kwargs) -> pl.Trainer:
+        # A run names what it trained (lightning_logs/<model>-<cell>/version_N) and its HParams hold its best
+        # validation metrics (src/callbacks/run_logger.py), unless the config chooses a logger (--trainer.logger).
+        config = self._get(self.config_init, "trainer", default={})
+        if config.get("logger") in (None, True) and "logger" not in kwargs:
+            settings = {"seed": self._get(self.config, "seed_everything"),
+                        "gradient_clip_val": config.get("gradient_clip_val"),
+                        **optimizer_hparams(self._get(self.config, "model"))}
+            kwargs["logger"] = default_run_logger(self.model, self.datamodule, config.get("default_root_dir"),
+                                                  self._get(self.config_init, "checkpoint"),
+                                                  {k: v for k, v in settings.items() if v is not None})
         trainer = super().instantiate_trainer(**kwargs)
         for folder, flag in ((trainer.default_root_dir, "--trainer.default_root_dir"),
                              (getattr(trainer.logger, "save_dir", None), "the logger's save_dir")):
@@ -165,7 +177,8 @@ class RNNLabCLI(LightningCLI):
             return
         if path == "best":
             raise UserInputError("--ckpt_path best means the best checkpoint of a fit in this same process; give the "
-                                 "file instead, e.g. --ckpt_path lightning_logs/version_0/checkpoints/best-...ckpt")
+                                 "file instead, e.g. --ckpt_path lightning_logs/text_classifier-lstm/version_0/"
+                                 "checkpoints/best-...ckpt")
         if path == "last":
             path = config["ckpt_path"] = str(newest_last_checkpoint(config))
         checkpoint = read_checkpoint(path)
@@ -176,7 +189,8 @@ class RNNLabCLI(LightningCLI):
 
 def newest_last_checkpoint(config) -> Path:
     """The newest last.ckpt where this config's runs write theirs: ``last_checkpoint.dirpath`` if set, else every
-    run folder under the logger's root (``<default_root_dir>/lightning_logs/version_*/checkpoints``)."""
+    run folder under the logger's root (``<default_root_dir>/lightning_logs/<model>-<cell>/version_*/checkpoints``,
+    and ``lightning_logs/version_*`` of a logger without a name)."""
     last = config.get("last_checkpoint") or {}
     filename = last.get("filename") or "last"
     name = f"{filename}.ckpt" if "{" not in filename else "*.ckpt"
@@ -189,10 +203,11 @@ def newest_last_checkpoint(config) -> Path:
         roots = [root / "lightning_logs"]
         if logger_args.get("save_dir"):
             roots.append(Path(logger_args["save_dir"]).expanduser() / str(logger_args.get("name") or "lightning_logs"))
-        folders = [f for r in roots for f in sorted(r.glob("*/checkpoints"))] + [root / "checkpoints"]
+        folders = [f for r in roots for pattern in ("*/checkpoints", "*/version_*/checkpoints")
+                   for f in sorted(r.glob(pattern))] + [root / "checkpoints"]
     found = [f for folder in folders for f in folder.glob(name)]
     if not found:
-        where = folders[0] if last.get("dirpath") else root / "lightning_logs" / "version_*" / "checkpoints"
+        where = folders[0] if last.get("dirpath") else root / "lightning_logs" / "*" / "version_*" / "checkpoints"
         raise UserInputError(f"--ckpt_path last: no {name} under {where}, so there is nothing to resume; give the "
                              "checkpoint file (--ckpt_path path/to/last.ckpt) or leave --ckpt_path out")
     return max(found, key=lambda f: f.stat().st_mtime)

@@ -1,9 +1,10 @@
 """Per-timestep gradient norms ||dLoss/dx_t||: where the gradient vanishes or explodes through time.
 
 The functions at the top are the definitions (reused by experiments and reports); ``GradientFlowMonitor``
-computes them inside training from the same backward pass that trains the model: on a logged step it asks
-the module (monitoring contract, src/monitoring.py) to keep the gradient of its input sequence, and reads
-``last_trace.inputs.grad`` after backward. No extra forward or backward pass.
+computes them inside training from the same backward pass that trains the model: on a logged step the input
+sequence of the recurrent layers keeps its gradient (through the monitoring contract of
+src/models/recurrent_trace.py on our models, through forward hooks on any other), read after backward. No extra
+forward or backward pass.
 """
 
 from __future__ import annotations
@@ -16,20 +17,24 @@ import torch
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 
-from src.callbacks.charts import LogCurveChart, heatmap
+from src.callbacks.charts import LineChart, heatmap
+from src.callbacks.diagnosis import write_diagnosis
 from src.callbacks.tensorboard_output import (
     add_layout,
     flush_scalars,
+    log10,
     log_scalars,
     run_dir,
     tensorboard_writer,
     write_image,
 )
-from src.callbacks.trace_arming import TraceArmingCallback, check_every_n_steps, pad_stack
-from src.models.recurrent_trace import RecurrentTrace
+from src.callbacks.trace_arming import TraceArmingCallback, check_every_n_steps, pad_stack, release_trace, step_trace
 from src.utils.errors import UserInputError
 
 ALIGNMENTS = ("end", "start")
+# The pictures' fixed scale: log10 of the norm relative to the last valid position, so that runs compare side by
+# side (0: as large as at the last token; -8: eight decades lost on the way back; +2: a hundred times larger).
+RELATIVE_RANGE = (-12.0, 4.0)
 
 
 # -- definitions ----------------------------------------------------------------------------------------------
@@ -100,10 +105,11 @@ def gradient_horizon(curve, threshold: float = 1e-3) -> int:
     from the last position back to the EARLIEST position whose norm is >= ``threshold`` x the curve's maximum.
 
     For a vanishing curve (rising towards the end) this is how many steps back the norm stays above the
-    threshold. The curve's length means gradient of that size reaches the first step (nothing vanished, or
-    it explodes going back); 0 means an all-zero gradient. Counting to the earliest such position, rather
-    than stopping at the first dip, keeps an exploding curve (small at the end, huge at the start) from
-    reading as a horizon of 0.
+    threshold. The curve's length means the gradient at the first position is still above the threshold: the
+    sequence ended before the gradient decayed, so the true horizon is unknown and at least that long (censored;
+    ``horizon_censored``). 0 means an all-zero gradient. Counting to the earliest such position, rather than
+    stopping at the first dip, keeps an exploding curve (small at the end, huge at the start) from reading as a
+    horizon of 0.
     """
     return _gradient_horizon(valid_span(curve), threshold)
 
@@ -116,13 +122,42 @@ def _gradient_horizon(c: np.ndarray, threshold: float) -> int:
     return int(c.size - above[0])
 
 
+def horizon_censored(curve, threshold: float = 1e-3) -> bool:
+    """True when the norm at the first position is still >= ``threshold`` x the curve's maximum: the gradient did
+    not decay below the threshold within the sequence, and the horizon (= the length) is a lower bound."""
+    c = valid_span(curve)
+    return bool(c.size) and _gradient_horizon(c, threshold) == c.size
+
+
 def summarize(curve, horizon_threshold: float = 1e-3) -> dict[str, float]:
-    """The scalars logged per step: norm at the first, middle and last index, early/late ratio, horizon."""
+    """The figures of one curve: norm at the first, middle and last index, early/late ratio, horizon (in steps
+    and as a fraction of the length: 1.0 when censored, see ``gradient_horizon``), and the length."""
     c = valid_span(curve)
     if c.size == 0:
         return {}
+    horizon = _gradient_horizon(c, horizon_threshold)
     return {"first": float(c[0]), "middle": float(c[c.size // 2]), "last": float(c[-1]),
-            "early_late_ratio": _early_late_ratio(c), "horizon": float(_gradient_horizon(c, horizon_threshold))}
+            "early_late_ratio": _early_late_ratio(c), "horizon": float(horizon),
+            "horizon_fraction": horizon / c.size, "length": float(c.size)}
+
+
+def log10_scalars(summary: dict[str, float]) -> dict[str, float]:
+    """``summarize``'s figures -> the logged scalars: magnitudes spanning decades as their log10 (the unit in the
+    name, so that TensorBoard's linear axis reads them), steps and fractions as they are."""
+    scalars = {f"{k}_log10": log10(summary[k]) for k in ("first", "middle", "last") if k in summary}
+    if "early_late_ratio" in summary:
+        scalars["early_late_log10"] = log10(summary["early_late_ratio"])
+    scalars.update({k: summary[k] for k in ("horizon", "horizon_fraction") if k in summary})
+    return scalars
+
+
+def relative_log10(curve: np.ndarray) -> np.ndarray:
+    """``[T]`` norms -> log10 of each over the last one (0 there); -inf where a norm underflowed to 0 (drawn on the
+    pictures' floor), NaN where undefined (no sequence there, or a zero last norm)."""
+    c = np.asarray(curve, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = np.log10(c / c[-1]) if c.size else c
+    return np.where(np.isnan(values) | np.isposinf(values), np.nan, values)
 
 
 def stack_curves(curves: list[np.ndarray], right_aligned: bool) -> np.ndarray:
@@ -140,15 +175,20 @@ def stack_curves(curves: list[np.ndarray], right_aligned: bool) -> np.ndarray:
 
 # -- the callback -----------------------------------------------------------------------------------------------
 class GradientFlowMonitor(TraceArmingCallback):
-    """Logs ``gradflow/{first,middle,last,early_late_ratio,horizon}`` every ``every_n_steps`` optimizer steps,
-    an image ``gradflow/per_timestep`` per epoch (norm against time step, log scale, this epoch and the first),
-    ``gradflow/heatmap`` at the end of training (training step x time step), and ``gradient_flow.npz`` in the
-    run folder (both alignments of every logged step).
+    """Logs ``gradflow/{first,middle,last}_log10``, ``gradflow/early_late_log10``, ``gradflow/horizon`` and
+    ``gradflow/horizon_fraction`` every ``every_n_steps`` optimizer steps; an image ``gradflow/per_timestep`` per
+    epoch (the gradient at each time step relative to the last one, at the first logged step and averaged over
+    this epoch's, on a fixed scale);
+    ``gradflow/heatmap`` at the end of training (training step x time step, same scale); the text
+    ``dynamics/diagnosis`` at each validation end (with the other dynamics callbacks' figures, see
+    src/callbacks/diagnosis.py); and ``gradient_flow.npz`` in the run folder (the raw norms of every logged step
+    in both alignments).
+
+    Works on any model: our own through the monitoring contract, any other through forward hooks on its first
+    ``nn.RNN/LSTM/GRU`` (src/callbacks/recurrent_hooks.py).
 
     Args:
-        every_n_steps: log on optimizer steps 0, n, 2n, ...; other steps cost one modulo. 25 gives ~17 points
-            over the default 8-epoch reviews run; a logged step costs the three callbacks ~0.33 ms on the CPU box,
-            the per-epoch pictures ~3 ms (docs/benchmarks.md, bench/callback_overhead.py).
+        every_n_steps: log on optimizer steps 0, n, 2n, ...; other steps cost one modulo.
         alignment: ``end`` (default: distance from each sequence's last valid token, where vanishing in
             variable-length text shows) or ``start`` (position from the start) for the scalars and images;
             the .npz holds both.
@@ -167,9 +207,8 @@ class GradientFlowMonitor(TraceArmingCallback):
         self.every_n_steps = check_every_n_steps(every_n_steps)
         self.alignment, self.horizon_threshold = alignment, horizon_threshold
         self.images, self.save_arrays = images, save_arrays
-        self.records: list[dict] = []  # per logged step: step, epoch, norms_start, norms_end (numpy [T])
-        self.first_epoch_curve: Optional[np.ndarray] = None
-        self._chart: Optional[LogCurveChart] = None  # made at the first image, its frame kept across epochs
+        self.records: list[dict] = []  # per logged step: step, epoch, norms_start, norms_end (numpy [T]), summary
+        self._chart: Optional[LineChart] = None  # made at the first image, its frame kept while the curves fit
         # self._pending (see TraceArmingCallback): (step, epoch, norms [B, T], mask, loss scale) per held step
         self._no_grad_warned = False
 
@@ -177,24 +216,30 @@ class GradientFlowMonitor(TraceArmingCallback):
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
         if writer is not None:
-            add_layout(writer, "gradient flow", {
-                "dLoss/dx_t norm: first / middle / last index": ["gradflow/first", "gradflow/middle", "gradflow/last"],
-                "early/late ratio (norm at 10% / 90% of the length)": ["gradflow/early_late_ratio"],
-                "gradient horizon (steps)": ["gradflow/horizon"],
+            threshold = f"{self.horizon_threshold:g}"
+            add_layout(writer, "gradient through time", {
+                "log10 early/late: dLoss/dx at 10% of the sequence over 90% (-8 = eight decades lost)":
+                    ["gradflow/early_late_log10"],
+                "log10 ||dLoss/dx_t|| at the first, middle and last position": [
+                    "gradflow/first_log10", "gradflow/middle_log10", "gradflow/last_log10"],
+                f"horizon / length: share of the steps reached by >= {threshold} of the peak gradient "
+                "(1.0 = censored: no decay below that within the sequence)": ["gradflow/horizon_fraction"],
             })
 
     def on_after_backward(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         if not self.disarm(trainer):
             return
-        trace: Optional[RecurrentTrace] = getattr(pl_module, "last_trace", None)
-        if trace is None or trace.inputs.grad is None:
+        trace = step_trace(pl_module)
+        grad = trace.gradient() if trace is not None else None
+        if grad is None:
             if not self._no_grad_warned:
-                rank_zero_warn(f"GradientFlowMonitor: {type(pl_module).__name__}.last_trace has no input gradient "
-                               "after backward; set last_trace in training_step when trace_requested is True")
+                rank_zero_warn(f"GradientFlowMonitor: {type(pl_module).__name__}'s recurrent input kept no gradient "
+                               "on a logged step (a contract model sets last_trace in training_step when "
+                               "trace_requested is True); nothing logged for it")
                 self._no_grad_warned = True
             return
         # The [B, T] norms now (the gradient is freed after the step); aligned with the other pending steps.
-        self._pending.add((trainer.global_step, trainer.current_epoch, position_norms(trace.inputs.grad), trace.mask,
+        self._pending.add((trainer.global_step, trainer.current_epoch, position_norms(grad), trace.mask,
                            _loss_scale(trainer)))
 
     def compute_pending(self, trainer: "pl.Trainer") -> None:
@@ -208,9 +253,9 @@ class GradientFlowMonitor(TraceArmingCallback):
         for row, (step, epoch, _, _, scale) in enumerate(pending):
             record = {"step": step, "epoch": epoch,
                       **{f"norms_{a}": valid_span(c[row] / np.float32(scale)) for a, c in curves.items()}}
+            record["summary"] = summarize(self._curve(record), self.horizon_threshold)
             self.records.append(record)
-            scalars = summarize(self._curve(record), self.horizon_threshold)
-            log_scalars(trainer, {f"gradflow/{k}": v for k, v in scalars.items()}, step)
+            log_scalars(trainer, {f"gradflow/{k}": v for k, v in log10_scalars(record["summary"]).items()}, step)
 
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         if not trainer.is_global_zero:
@@ -218,16 +263,22 @@ class GradientFlowMonitor(TraceArmingCallback):
         flush_scalars(trainer)
         epoch = trainer.current_epoch
         curves = [self._curve(r) for r in self.records if r["epoch"] == epoch]
-        if curves:
-            with np.errstate(all="ignore"):  # all-NaN columns stay NaN
-                mean = np.nanmean(stack_curves(curves, self.alignment == "end"), axis=0)
-            if self.first_epoch_curve is None:
-                self.first_epoch_curve = mean
-            writer = tensorboard_writer(trainer)
-            if self.images and writer is not None:
-                self._chart = self._chart or curve_chart(self.alignment, (f"epoch {self._first_epoch()}", "this epoch"))
-                curves = [(_x_axis(len(c), self.alignment)[0], c) for c in (self.first_epoch_curve, mean)]
-                write_image(writer, "gradflow/per_timestep", self._chart.draw(curves), trainer.global_step)
+        writer = tensorboard_writer(trainer)
+        if not curves or not self.images or writer is None:
+            return
+        with np.errstate(all="ignore"):  # all-NaN columns stay NaN
+            mean = np.nanmean(stack_curves(curves, self.alignment == "end"), axis=0)
+        lines = [(_x_axis(len(c), self.alignment)[0], relative_log10(c)) for c in (self._curve(self.records[0]), mean)]
+        low = min(float(x[0]) for x, _ in lines) - 0.5
+        high = max(float(x[-1]) for x, _ in lines) + 0.5
+        if self._chart is None or low < self._chart.axes.xlim[0] or high > self._chart.axes.xlim[1]:
+            labels = (f"step {self.records[0]['step']} (first logged)", "this epoch (mean of its logged steps)")
+            self._chart = curve_chart(self.alignment, (low, high), labels)
+        write_image(writer, "gradflow/per_timestep", self._chart.draw(lines), trainer.global_step)
+
+    def on_validation_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        if trainer.is_global_zero and not trainer.sanity_checking:
+            write_diagnosis(trainer)
 
     def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         if not trainer.is_global_zero:
@@ -244,12 +295,20 @@ class GradientFlowMonitor(TraceArmingCallback):
 
     def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
         # A run that diverges (FloatingPointError) is the one whose gradients matter most: keep what was seen.
+        release_trace(pl_module)
         if trainer.is_global_zero:
             flush_scalars(trainer)
             if self.save_arrays and self.records:
                 self.save(run_dir(trainer) / "gradient_flow.npz")
 
     # results ---------------------------------------------------------------------------------------------------
+    def diagnosis_figures(self, since: Optional[int]) -> dict:
+        """The logged steps after ``since`` (all when None; the last one if none is newer): their ``summarize``
+        figures, for src/callbacks/diagnosis.py."""
+        window = [r for r in self.records if since is None or r["step"] > since] or self.records[-1:]
+        return {"flow": [r["summary"] for r in window if r["summary"]],
+                "horizon_threshold": self.horizon_threshold}
+
     def steps(self) -> np.ndarray:
         return np.array([r["step"] for r in self.records], dtype=np.int64)
 
@@ -266,9 +325,6 @@ class GradientFlowMonitor(TraceArmingCallback):
     def _curve(self, record: dict) -> np.ndarray:
         return record["norms_end"] if self.alignment == "end" else record["norms_start"]
 
-    def _first_epoch(self) -> int:
-        return self.records[0]["epoch"]
-
 
 def _loss_scale(trainer: "pl.Trainer") -> float:
     """fp16 AMP scales the loss, so the input gradient (which the scaler never unscales) carries the scale."""
@@ -281,19 +337,33 @@ def _loss_scale(trainer: "pl.Trainer") -> float:
 # -- pictures ---------------------------------------------------------------------------------------------------
 def _x_axis(length: int, alignment: str) -> tuple[np.ndarray, str]:
     if alignment == "end":
-        return np.arange(-(length - 1), 1), "time step relative to the last valid token"
+        return np.arange(-(length - 1), 1), "time step relative to the last valid token (0)"
     return np.arange(length), "time step from the start"
 
 
-def curve_chart(alignment: str = "end", labels: tuple[str, ...] = ("first epoch", "this epoch")) -> LogCurveChart:
-    """The per-epoch chart: mean ||dLoss/dx_t|| against the time step, log scale, one line per label."""
-    return LogCurveChart(labels, _x_axis(1, alignment)[1], "mean ||dLoss/dx_t|| (log scale)")
+RELATIVE_LABEL = "log10 ( ||dLoss/dx_t|| / ||dLoss/dx_last|| )"
+
+
+def curve_chart(alignment: str, xlim: tuple[float, float],
+                labels: tuple[str, ...] = ("first epoch", "this epoch")) -> LineChart:
+    """The per-epoch chart: mean ||dLoss/dx_t|| relative to the last position against the time step, on the fixed
+    ``RELATIVE_RANGE``."""
+    return LineChart(labels, _x_axis(1, alignment)[1], RELATIVE_LABEL, xlim, RELATIVE_RANGE,
+                     title="gradient reaching each step, relative to the last (0 = as large, -8 = 8 decades lost)")
 
 
 def heatmap_image(steps: np.ndarray, matrix: np.ndarray, alignment: str = "end"):
-    """log10 norm over (logged training step x time step) as a palette image; white where no sequence reached."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        values = np.log10(matrix)
-    values[~np.isfinite(values)] = np.nan
+    """log10 norm relative to each step's last position, over (logged training step x time step), on the fixed
+    ``RELATIVE_RANGE``; white where no sequence reached."""
+    values = np.array([_relative_row(row) for row in matrix], dtype=np.float64).reshape(matrix.shape)
     x, xlabel = _x_axis(matrix.shape[1], alignment)
-    return heatmap(values, x, [str(s) for s in steps], xlabel, "training step", "log10 ||dLoss/dx_t||")
+    return heatmap(values, x, [str(s) for s in steps], xlabel, "training step", RELATIVE_LABEL,
+                   value_range=RELATIVE_RANGE, title="gradient per time step and training step, relative to the last")
+
+
+def _relative_row(row: np.ndarray) -> np.ndarray:
+    """A NaN-padded row (on either side) -> log10 of each value over the row's last finite one."""
+    finite = np.flatnonzero(np.isfinite(row))
+    if not finite.size:
+        return row
+    return relative_log10(row[:finite[-1] + 1]).tolist() + [np.nan] * (row.size - finite[-1] - 1)

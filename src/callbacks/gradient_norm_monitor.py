@@ -1,4 +1,4 @@
-"""Parameter gradient norms before clipping: total and per layer, with a warning when they vanish or explode."""
+"""Parameter gradient norms before clipping: total and per layer, as log10 (they span decades)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
-from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from src.callbacks.tensorboard_output import add_layout, flush_scalars, log_scalars, run_dir, tensorboard_writer
+from src.callbacks.diagnosis import clip_threshold, write_diagnosis
+from src.callbacks.recurrent_modules import parameter_groups
+from src.callbacks.tensorboard_output import add_layout, flush_scalars, log10, log_scalars, run_dir, tensorboard_writer
 from src.callbacks.trace_arming import PendingSteps, check_every_n_steps, due
 from src.utils.errors import UserInputError
+
+BASELINE_STEPS = 3  # the first logged steps, against which a run without clipping is judged (diagnosis.py)
 
 
 def layer_grad_norms(module_or_parameters: Union[nn.Module, Sequence[tuple[str, Tensor]]], norm_type: float = 2.0,
@@ -50,11 +53,13 @@ def tensor_grad_norms(named_parameters, norm_type: float = 2.0) -> Optional[tupl
 
 
 def group_norms(names: Sequence[str], norms: Sequence[float], norm_type: float = 2.0,
-                per_tensor: bool = False) -> dict[str, float]:
-    """Per-tensor norms -> ``{"<layer>" (or "<tensor>" if ``per_tensor``): ..., "total": ...}``."""
+                per_tensor: bool = False, layers: Optional[dict[str, str]] = None) -> dict[str, float]:
+    """Per-tensor norms -> ``{"<layer>" (or "<tensor>" if ``per_tensor``): ..., "total": ...}``; a tensor's layer
+    is ``layers[name]`` where given (``parameter_groups``), else the module that owns it."""
     groups: dict[str, list[float]] = {}
     for name, value in zip(names, norms):
-        groups.setdefault(name if per_tensor else name.rpartition(".")[0] or name, []).append(value)
+        layer = name if per_tensor else (layers or {}).get(name) or name.rpartition(".")[0] or name
+        groups.setdefault(layer, []).append(value)
     result = {layer: _combine(layer_values, norm_type) for layer, layer_values in groups.items()}
     result["total"] = _combine(list(norms), norm_type)
     return result
@@ -72,45 +77,44 @@ def _combine(norms: list[float], norm_type: float) -> float:
 
 
 class GradientNormMonitor(Callback):
-    """Logs ``gradnorm/total`` and ``gradnorm/<layer>`` every ``every_n_steps`` optimizer steps, from
-    ``on_before_optimizer_step``: after backward (and AMP unscaling), before gradient clipping. Warns once per
-    kind (one console line) when the total falls below ``vanishing_threshold`` or rises above
-    ``exploding_threshold``, counts such steps, and writes the counts as text ``gradnorm/warnings`` at the end.
-    Works with any LightningModule (no monitoring contract needed). The norms are taken on the step and copied to
-    the host with the other pending steps' (``PendingSteps``): scalars and warnings come at the epoch end, after
-    64 logged steps or 10 s, whichever is first, and before an exception that stops training propagates.
+    """Logs ``gradnorm/total_log10`` and ``gradnorm/<layer>_log10`` (log10 of the L2 norm of the parameter
+    gradients, all together and per layer) every ``every_n_steps`` optimizer steps, from
+    ``on_before_optimizer_step``: after backward (and AMP unscaling), before gradient clipping. Layers are named by
+    what they are (``embedding``, ``lstm_l0``, ``lstm_l0_reverse``, ``head``: ``parameter_groups``). The raw norms
+    go to ``gradient_norms.npz``; the totals feed the ``dynamics/diagnosis`` line, which judges them against the
+    run's clipping threshold (src/callbacks/diagnosis.py). Works with any LightningModule. The norms are taken on
+    the step and copied to the host with the other pending steps' (``PendingSteps``).
 
     Args:
-        every_n_steps: log (and check the thresholds) on optimizer steps 0, n, 2n, ...
+        every_n_steps: log on optimizer steps 0, n, 2n, ...
         norm_type: p of the p-norm (2.0; ``inf`` for the max-abs norm).
         per_tensor: one tag per parameter tensor instead of per layer.
-        vanishing_threshold, exploding_threshold: total norms outside [vanishing, exploding] are flagged.
         save_arrays: write ``gradient_norms.npz`` at the end of training (also when it stops on an exception).
     """
 
     def __init__(self, every_n_steps: int = 25, norm_type: float = 2.0, per_tensor: bool = False,
-                 vanishing_threshold: float = 1e-6, exploding_threshold: float = 10.0, save_arrays: bool = True):
+                 save_arrays: bool = True):
         super().__init__()
         if not float(norm_type) > 0:
             raise UserInputError(f"GradientNormMonitor norm_type={norm_type} must be > 0 (2.0, or inf)")
-        if not 0 <= vanishing_threshold < exploding_threshold:
-            raise UserInputError(f"vanishing_threshold={vanishing_threshold} must be >= 0 and below "
-                                 f"exploding_threshold={exploding_threshold} (defaults 1e-6 and 10)")
         self.every_n_steps = check_every_n_steps(every_n_steps)
         self.norm_type, self.per_tensor, self.save_arrays = float(norm_type), per_tensor, save_arrays
-        self.vanishing_threshold, self.exploding_threshold = vanishing_threshold, exploding_threshold
         self.records: list[dict] = []  # per logged step: step, epoch, norms
-        self.flagged = {"vanishing": 0, "exploding": 0}  # logged steps past each threshold
         self._last_step: Optional[int] = None
         self._parameters: list[tuple[str, Tensor]] = []
+        self._layers: dict[str, str] = {}
         self._pending = PendingSteps()  # (step, epoch, names, norms [P]) of logged steps not computed yet
 
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         self._parameters = list(pl_module.named_parameters())  # those without a gradient are skipped per step
+        self._layers = parameter_groups(pl_module)
         writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
         if writer is not None:
-            add_layout(writer, "parameter gradient norms", {"total (before clipping)": ["gradnorm/total"],
-                                                            "per layer": [r"gradnorm/(?!total).*"]})
+            clip = clip_threshold(trainer)
+            where = f" (clipping at {clip:g}: log10 = {math.log10(clip):.2g})" if clip else " (no clipping)"
+            add_layout(writer, "parameter gradient norms", {f"log10 total norm before clipping{where}":
+                                                            ["gradnorm/total_log10"],
+                                                            "log10 norm per layer": [r"gradnorm/(?!total).*_log10"]})
 
     def on_before_optimizer_step(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", optimizer) -> None:
         if not due(trainer, self.every_n_steps, self._last_step):
@@ -126,49 +130,39 @@ class GradientNormMonitor(Callback):
             flush_scalars(trainer)
 
     def compute_pending(self, trainer: "pl.Trainer") -> None:
-        """The held steps' per-tensor norms, copied to the host at once -> layer norms, records, scalars, and the
-        threshold checks (so a warning comes when the step is computed: at the latest at the epoch end or
-        ``FLUSH_SECONDS`` after it, and before a crash's exception propagates)."""
+        """The held steps' per-tensor norms, copied to the host at once -> layer norms, records, scalars."""
         pending = self._pending.take()
         if not pending:
             return
         values = torch.cat([norms for *_, norms in pending]).tolist()
         offset = 0
         for step, epoch, names, _ in pending:
-            norms = group_norms(names, values[offset:offset + len(names)], self.norm_type, self.per_tensor)
+            norms = group_norms(names, values[offset:offset + len(names)], self.norm_type, self.per_tensor,
+                                self._layers)
             offset += len(names)
             self.records.append({"step": step, "epoch": epoch, "norms": norms})
-            log_scalars(trainer, {f"gradnorm/{k}": v for k, v in norms.items()}, step)
-            self._check(norms["total"], step)
+            log_scalars(trainer, {f"gradnorm/{k}_log10": log10(v) for k, v in norms.items()}, step)
 
-    def _check(self, total: float, step: int) -> None:
-        kind = ("vanishing" if total < self.vanishing_threshold
-                else "exploding" if total > self.exploding_threshold else None)
-        if kind is not None:
-            self.flagged[kind] += 1
-            if self.flagged[kind] == 1:  # one console line per kind and run, not one per step
-                bound = self.vanishing_threshold if kind == "vanishing" else self.exploding_threshold
-                rank_zero_warn(f"GradientNormMonitor: {kind} gradients: total norm {total:.3g} at step "
-                               f"{step} is {'below' if kind == 'vanishing' else 'above'} {bound:g}; "
-                               "later such steps are counted in TensorBoard text gradnorm/warnings")
+    def diagnosis_figures(self, since: Optional[int]) -> dict:
+        """The total norms of the logged steps after ``since`` (the last one if none is newer) and of the first
+        logged steps, for src/callbacks/diagnosis.py."""
+        window = [r for r in self.records if since is None or r["step"] > since] or self.records[-1:]
+        return {"totals": [r["norms"]["total"] for r in window],
+                "baseline": [r["norms"]["total"] for r in self.records[:BASELINE_STEPS]]}
 
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         if trainer.is_global_zero:
             flush_scalars(trainer)
 
+    def on_validation_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        if trainer.is_global_zero and not trainer.sanity_checking:
+            write_diagnosis(trainer)
+
     def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         if not trainer.is_global_zero:
             return
         flush_scalars(trainer)
-        if not self.records:
-            return
-        writer = tensorboard_writer(trainer)
-        if writer is not None and any(self.flagged.values()):
-            writer.add_text("gradnorm/warnings",
-                            f"{self.flagged['vanishing']} of {len(self.records)} logged steps had a total gradient "
-                            f"norm below {self.vanishing_threshold:g} (vanishing), {self.flagged['exploding']} above "
-                            f"{self.exploding_threshold:g} (exploding).", trainer.global_step)
-        if self.save_arrays:
+        if self.save_arrays and self.records:
             self.save(run_dir(trainer) / "gradient_norms.npz")
 
     def on_exception(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", exception: BaseException) -> None:
@@ -178,7 +172,7 @@ class GradientNormMonitor(Callback):
                 self.save(run_dir(trainer) / "gradient_norms.npz")
 
     def save(self, path) -> None:
-        """``steps``, ``epochs`` and one array per layer (``total`` too); dots in names become ``__``."""
+        """``steps``, ``epochs`` and one array of raw norms per layer (``total`` too); dots in names become ``__``."""
         keys = sorted({k for r in self.records for k in r["norms"]})
         columns = {k.replace(".", "__"): np.array([r["norms"].get(k, np.nan) for r in self.records], dtype=np.float64)
                    for k in keys}

@@ -37,6 +37,19 @@ def run_dir(trainer: "pl.Trainer") -> Path:
     return path
 
 
+# log10 of float32's smallest positive number (1.4e-45): where a gradient norm underflowed to exactly 0 (a vanilla
+# RNN over a few hundred steps), its log10 tag sits on this floor instead of leaving a gap in the chart.
+LOG10_FLOOR = -45.0
+
+
+def log10(value: float) -> float:
+    """log10 of a magnitude for a ``_log10`` tag: ``LOG10_FLOOR`` for 0 (an underflowed norm, a bound rather than a
+    measurement), NaN (left out by ``log_scalars``) for negatives, NaN and inf."""
+    if value == 0:
+        return LOG10_FLOOR
+    return max(math.log10(value), LOG10_FLOOR) if 0 < value < math.inf else math.nan
+
+
 def log_scalars(trainer: "pl.Trainer", metrics: dict[str, float], step: int) -> None:
     """Log scalars at ``step`` (non-finite values are skipped) to every logger.
 
@@ -104,10 +117,15 @@ def write_histogram(writer, tag: str, values: Tensor, step: int, bins: int = 64)
     values = values.detach().float().flatten()
     if values.is_cuda and torch.are_deterministic_algorithms_enabled():
         values = values.cpu()  # CUDA's histc has no deterministic kernel and raises (trainer.deterministic: true)
-    values = values[torch.isfinite(values)]
     if values.numel() == 0:
         return
-    low, high, total, squares = torch.stack([*torch.aminmax(values), values.sum(), values.square().sum()]).tolist()
+    figures = torch.stack([*torch.aminmax(values), values.sum(), values.square().sum()]).tolist()
+    if not all(map(math.isfinite, figures)):  # a NaN or inf among them: only then filter (a bool op costs ~0.2 ms)
+        values = values[torch.isfinite(values)]
+        if values.numel() == 0:
+            return
+        figures = torch.stack([*torch.aminmax(values), values.sum(), values.square().sum()]).tolist()
+    low, high, total, squares = figures
     lower, upper = (low, high) if high > low else (low - 0.5, high + 0.5)  # numpy's range for a single value
     counts = torch.histc(values, bins, lower, upper).tolist()
     edges = np.linspace(lower, upper, bins + 1)[1:].tolist()
@@ -136,14 +154,21 @@ def _shared(writer) -> _RunOutput:
     return _RUNS.setdefault(writer, _RunOutput())
 
 
+# The custom-scalars tab opens on its first category: the one that answers "why did my RNN fail?".
+LAYOUT_ORDER = ("gradient through time", "parameter gradient norms", "hidden states", "gates")
+
+
 def add_layout(writer, category: str, charts: dict[str, list[str]]) -> None:
-    """Add ``category`` to the run's custom-scalars layout (TensorBoard's CUSTOM SCALARS tab).
+    """Add ``category`` to the run's custom-scalars layout (TensorBoard's CUSTOM SCALARS tab), in
+    ``LAYOUT_ORDER`` (others after).
 
     TensorBoard keeps only the last layout a run writes, so the categories of every callback are merged on
     the writer and the whole layout is written again. ``charts``: chart title -> tag regexes on one chart.
     """
     layout = _shared(writer).layout
     layout[category] = {title: ["Multiline", tags] for title, tags in charts.items()}
-    writer.add_custom_scalars(layout)
+    rank = {name: i for i, name in enumerate(LAYOUT_ORDER)}
+    ordered = sorted(layout, key=lambda name: rank.get(name, len(rank)))
+    writer.add_custom_scalars({name: layout[name] for name in ordered})
 
 

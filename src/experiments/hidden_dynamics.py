@@ -70,7 +70,7 @@ def state_norms(model: TextClassifier, batch: TextBatch) -> tuple[RecurrentTrace
     cell state). Padded steps hold NaN."""
     model.eval()
     trace = model.trace(batch)
-    norms = {"hidden": trace.hidden["rnn_l0"].float().norm(dim=-1)}
+    norms = {"hidden": trace.hidden[model.net.rnn.state_names()[0]].float().norm(dim=-1)}
     layer = model.net.rnn.layers[0]
     if isinstance(layer, torch.nn.LSTM):
         embedded = model.net.embedding(batch.tokens.to(model.device))  # [B, T, E]
@@ -104,7 +104,8 @@ def run(args) -> Path:
         labels = [int(val.labels[i]) for i in chosen]
         batch = pad_collate([(val.sequence(i), val.labels[i]) for i in chosen], data.pad_index)
         trace, norms = state_norms(model, batch)
-        hidden, mask = trace.hidden["rnn_l0"], trace.mask
+        first_layer = model.net.rnn.state_names()[0]  # lstm_l0, gru_l0, ...
+        hidden, mask = trace.hidden[first_layer], trace.mask
         series[f"{cell}|saturation"] = saturation_over_time(hidden, mask, s.threshold)
         stats = hidden_stats(hidden, mask, s.threshold)
         for state, values in norms.items():
@@ -118,7 +119,7 @@ def run(args) -> Path:
                          "norm variance over time (mean)": var_mean, "norm variance over time (std)": var_std,
                          "variance per review": variances.tolist(),
                          **{f"mean norm, {k}": x for k, x in by_label.items()}, **(probe if state == "hidden" else {})})
-        key = "rnn_l0/saturation"
+        key = f"{first_layer}/saturation"
         logged = [(r["step"], r["values"][key]) for r in monitor.records if key in r["values"]]
         training[cell] = {"first step": logged[0] if logged else None, "last step": logged[-1] if logged else None}
         print(f"{cell}: val acc {accuracy[cell]:.3f}; saturation on probe reviews {stats['saturation']:.3f} "

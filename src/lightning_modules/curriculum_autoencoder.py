@@ -256,11 +256,13 @@ class CurriculumAutoencoder(CheckpointIdentity, pl.LightningModule):
         return curriculum_at(self.hparams.curriculum, self.current_epoch if epoch is None else epoch)
 
     def on_train_start(self) -> None:
-        # Figures only the data knows, once per run, beside the curves (TensorBoard scalars at step 0).
-        report = {f"data/{k}": float(v) for k, v in self.data_report.items()
+        # Figures only the data knows, once per run: one text entry (as scalars they were one-dot charts).
+        report = {k: v for k, v in self.data_report.items()
                   if k in ("coverage", "pca_dim_90", "pca_dim_95", "vocabulary", "train", "val", "mean_length")}
+        text = " | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in report.items())
         for logger in self.loggers:
-            logger.log_metrics(report, step=0)
+            if report and hasattr(getattr(logger, "experiment", None), "add_text"):
+                logger.experiment.add_text("data/summary", text, 0)
         planned = sum(epochs for _, epochs in self.hparams.curriculum or [])
         max_epochs = self.trainer.max_epochs
         if planned and max_epochs is not None and 0 <= max_epochs < planned:

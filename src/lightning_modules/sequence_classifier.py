@@ -24,7 +24,7 @@ from src.utils.errors import UserInputError, check_positive, check_range
 class SequenceClassifier(CheckpointIdentity, pl.LightningModule):
     """Many-to-one classification of fixed-length token sequences: ``train/loss``, ``train/acc``, ``val/loss``,
     ``val/acc``, ``test/acc``. Implements the monitoring contract (src/models/recurrent_trace.py), so the
-    gradient-flow and hidden-state callbacks work on it.
+    gradient-flow and hidden-state callbacks see each of its layers.
 
     ``vocab_size`` comes from the DataModule (linked in train.py); ``num_classes`` defaults to it (the memory
     task's label is one of its symbols). See ``LastStepClassifier`` for the other arguments.

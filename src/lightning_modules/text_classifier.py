@@ -38,6 +38,8 @@ class TextClassifier(CheckpointIdentity, pl.LightningModule):
         pooling: ``last`` | ``mean`` | ``max`` over valid positions.
         pack: run every layer on packed sequences (the reference pipeline's way; slower on a CPU, where the padded
             run gives the same outputs at valid positions; see RecurrentStack).
+        keep_gate_bias: added to the LSTM forget / GRU update gate biases at initialisation (Jozefowicz et al. 2015
+            recommend 1; 3 keeps most of the state at each step, see docs/dynamics.md). lstm and gru only.
         optimizer, scheduler: from the config (LightningCLI callables); a scheduler steps per epoch on val/loss.
         glove_path: optional GloVe text file (``word v1 ... vD``) to initialise the embedding; D must equal
             ``embedding_dim``.
@@ -56,6 +58,7 @@ class TextClassifier(CheckpointIdentity, pl.LightningModule):
         pooling: Pooling = "last",
         nonlinearity: Nonlinearity = "tanh",
         pack: bool = False,
+        keep_gate_bias: float = 0.0,
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: Optional[LRSchedulerCallable] = None,
         glove_path: Optional[str] = None,
@@ -68,8 +71,10 @@ class TextClassifier(CheckpointIdentity, pl.LightningModule):
         # Optimizer callables are configuration, not model data: keeping them out of the hyperparameters
         # keeps every checkpoint loadable with torch.load(weights_only=True).
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        if keep_gate_bias and cell not in ("lstm", "gru"):
+            raise UserInputError(f"keep_gate_bias={keep_gate_bias} applies to --model.cell lstm or gru, not {cell}")
         self.net = RNNClassifier(vocab_size, embedding_dim, hidden_size, num_layers, cell, bidirectional, dropout,
-                                 pooling, pad_index, nonlinearity, pack)
+                                 pooling, pad_index, nonlinearity, pack, keep_gate_bias)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.loss_fn = nn.BCEWithLogitsLoss()
         metrics = MetricCollection({"acc": BinaryAccuracy(), "f1": BinaryF1Score(), "auroc": BinaryAUROC()})

@@ -40,7 +40,7 @@ class CharRNN(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         self.rnn = RecurrentStack(embedding_dim, hidden_size, num_layers, cell, dropout=dropout,
-                                  nonlinearity=nonlinearity, name="rnn")
+                                  nonlinearity=nonlinearity)
         self.dropout = nn.Dropout(dropout)
         project = tie_weights and hidden_size != embedding_dim
         self.projection = nn.Linear(hidden_size, embedding_dim) if project else nn.Identity()
@@ -56,8 +56,8 @@ class CharRNN(nn.Module):
         logits = self.decoder(self.projection(self.dropout(rec.output)))  # [B, T, V]
         final = (rec.final_hidden, rec.final_cell) if rec.final_cell is not None else rec.final_hidden
         mask = torch.ones(tokens.shape, dtype=torch.bool, device=tokens.device)  # [B, T] no padding
-        cells = {} if rec.final_cell is None else {f"rnn_l{i}": c for i, c in enumerate(rec.final_cell)}
-        return CharLMOutput(logits, final, RecurrentTrace(embedded, mask, rec.hidden, cells))
+        trace = RecurrentTrace(embedded, mask, rec.hidden, rec.cells(self.rnn.state_names()), rec.layers)
+        return CharLMOutput(logits, final, trace)
 
 
 def bits_per_char(logits: Tensor, targets: Tensor) -> Tensor:

@@ -52,8 +52,6 @@ class LastStepClassifier(nn.Module):
         if lengths is None:
             lengths = torch.full((batch,), steps, dtype=torch.long, device=tokens.device)
         last = last_valid(rec.output, lengths)  # [B, H]
-        cells = {}
-        if rec.final_cell is not None:
-            cells = {f"rnn_l{i}": c for i, c in enumerate(rec.final_cell)}
-        trace = RecurrentTrace(embedded, mask_from_lengths(lengths, steps), rec.hidden, cells)
+        trace = RecurrentTrace(embedded, mask_from_lengths(lengths, steps), rec.hidden,
+                               rec.cells(self.rnn.state_names()), rec.layers)
         return SequenceOutput(self.head(last), trace)

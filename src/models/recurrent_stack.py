@@ -16,6 +16,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from src.models.recurrent_trace import LayerInputs
+
 # The choices, as the types the configs are checked against (LightningCLI lists them in --help).
 Cell = Literal["rnn", "lstm", "gru"]
 Nonlinearity = Literal["tanh", "relu"]
@@ -31,9 +33,14 @@ def check_choice(name: str, value: str, options) -> str:
 
 class RecurrentOutput(NamedTuple):
     output: Tensor  # [B, T, H * dirs] top layer, zero at padded positions only on the packed path
-    hidden: dict[str, Tensor]  # name -> [B, T, H], e.g. rnn_l0, rnn_l0_reverse
+    hidden: dict[str, Tensor]  # name -> [B, T, H], e.g. lstm_l0, lstm_l0_reverse
     final_hidden: Tensor  # [layers * dirs, B, H], each sequence's state after its last valid token
-    final_cell: Optional[Tensor]  # [layers * dirs, B, H] for LSTM, else None
+    final_cell: Optional[Tensor]  # [layers * dirs, B, H] for LSTM where exact (packed, or no lengths), else None
+    layers: dict[str, LayerInputs]  # name -> what that layer's gates are computed from (gate statistics)
+
+    def cells(self, names: list[str]) -> dict[str, Tensor]:
+        """``names`` (``RecurrentStack.state_names()``) -> ``[B, H]`` final LSTM cell states; {} where not exact."""
+        return {} if self.final_cell is None else dict(zip(names, self.final_cell))
 
 
 class RecurrentStack(nn.Module):
@@ -41,7 +48,10 @@ class RecurrentStack(nn.Module):
 
     cell: ``rnn`` (``nonlinearity`` tanh or relu), ``lstm`` or ``gru``. ``dropout`` acts between layers, as in
     ``nn.LSTM``. ``pack=True`` packs every layer instead (the reference pipeline's way; slower, and needed
-    only when an exact final LSTM cell state of a padded batch matters).
+    only when an exact final LSTM cell state of a padded batch matters; the dynamics callbacks compute it from the
+    gates instead).
+    name: prefix of the layers' names where a model has several stacks (``encoder`` -> ``encoder_gru_l0``); None
+    names them by the cell alone (``lstm_l0``, ``lstm_l0_reverse``).
     """
 
     def __init__(
@@ -54,14 +64,15 @@ class RecurrentStack(nn.Module):
         dropout: float = 0.0,
         nonlinearity: str = "tanh",
         pack: bool = False,
-        name: str = "rnn",
+        name: Optional[str] = None,
     ):
         super().__init__()
         rnn_cls = CELLS[check_choice("cell", cell, CELLS)]
         check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        self.cell, self.hidden_size, self.num_layers, self.name = cell, hidden_size, num_layers, name
+        self.cell, self.hidden_size, self.num_layers = cell, hidden_size, num_layers
+        self.name = f"{name}_{cell}" if name else cell
         self.directions = 2 if bidirectional else 1
         self.pack = pack
         extra = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
@@ -71,12 +82,17 @@ class RecurrentStack(nn.Module):
             rnn_cls(n, hidden_size, batch_first=True, **extra) for n in (sizes if bidirectional else []))
         self.dropout = nn.Dropout(dropout)
 
+    def state_names(self) -> list[str]:
+        """The layers' names in the order of ``final_hidden``'s first axis: ``lstm_l0``, ``lstm_l0_reverse``, ..."""
+        return [f"{self.name}_l{i}" + ("_reverse" if j else "") for i in range(self.num_layers)
+                for j in range(self.directions)]
+
     def forward(self, x: Tensor, lengths: Optional[Tensor] = None, state=None) -> RecurrentOutput:
         """x ``[B, T, D]``; lengths ``[B]`` (None: all T valid); state: initial ``h0`` or ``(h0, c0)``,
         each ``[layers * dirs, B, H]`` as for ``nn.LSTM``."""
         batch, steps, _ = x.shape
         h0, c0 = (state if isinstance(state, tuple) else (state, None)) if state is not None else (None, None)
-        hidden, finals_h, finals_c = {}, [], []
+        hidden, finals_h, finals_c, layers = {}, [], [], {}
         d = self.directions
         reversal = reverse_index(lengths, steps, x.device) if d == 2 and lengths is not None else None
         for i, layer in enumerate(self.layers):
@@ -89,6 +105,7 @@ class RecurrentStack(nn.Module):
                     states = [(h, c0[i * d + j][None].contiguous()) for j, h in enumerate(states)]
             out, h_n, c_n = self._run(layer, x, lengths, states[0])
             outputs, names = [out], [f"{self.name}_l{i}"]
+            _add_layer(layers, names[0], layer_inputs(self.cell, layer, x, states[0]))
             if d == 2:
                 x_rev = x.flip(1) if reversal is None else x.gather(1, reversal.expand(-1, -1, x.size(-1)))
                 out_rev, h_rev, c_rev = self._run(self.reverse_layers[i], x_rev, lengths, states[1])
@@ -98,6 +115,8 @@ class RecurrentStack(nn.Module):
                     out_rev = out_rev.gather(1, reversal.expand(-1, -1, out_rev.size(-1)))
                 outputs.append(out_rev)
                 names.append(f"{self.name}_l{i}_reverse")
+                reverse = layer_inputs(self.cell, self.reverse_layers[i], x, states[1], reverse=True)
+                _add_layer(layers, names[1], reverse)
                 h_n = torch.cat([h_n, h_rev])
                 c_n = torch.cat([c_n, c_rev]) if c_n is not None and c_rev is not None else None
             hidden.update(zip(names, outputs))
@@ -105,7 +124,7 @@ class RecurrentStack(nn.Module):
             finals_h.append(h_n)
             finals_c.append(c_n)
         final_cell = torch.cat(finals_c) if all(c is not None for c in finals_c) else None
-        return RecurrentOutput(x, hidden, torch.cat(finals_h), final_cell)
+        return RecurrentOutput(x, hidden, torch.cat(finals_h), final_cell, layers)
 
     def _run(self, layer: nn.Module, x: Tensor, lengths: Optional[Tensor], state):
         """One unidirectional layer -> output ``[B, T, H]``, and ``h_n``/``c_n`` ``[1, B, H]`` after each sequence's
@@ -124,6 +143,23 @@ class RecurrentStack(nn.Module):
             # valid token is its output there. (c_n has no such exact counterpart on this path.)
             h_n, c_n = last_valid(out, lengths)[None], None
         return out, h_n, c_n
+
+
+def layer_inputs(cell: str, layer: nn.Module, x: Tensor, state=None, reverse: bool = False) -> Optional[LayerInputs]:
+    """A one-layer ``nn.RNN/LSTM/GRU`` that read ``x [B, T, D]`` from ``state`` (``h0`` or ``(h0, c0)``, each
+    ``[1, B, H]``; None: zeros) -> its ``LayerInputs`` (references, no copies); None for a layer without float
+    weights (an int8 one)."""
+    if not isinstance(getattr(layer, "weight_ih_l0", None), Tensor):
+        return None
+    h0, c0 = (state if isinstance(state, tuple) else (state, None)) if state is not None else (None, None)
+    return LayerInputs(cell, x, layer.weight_ih_l0, layer.weight_hh_l0, getattr(layer, "bias_ih_l0", None),
+                       getattr(layer, "bias_hh_l0", None), None if h0 is None else h0[0],
+                       None if c0 is None else c0[0], reverse)
+
+
+def _add_layer(layers: dict, name: str, inputs: Optional[LayerInputs]) -> None:
+    if inputs is not None:
+        layers[name] = inputs
 
 
 def reverse_index(lengths: Tensor, steps: int, device: Optional[torch.device] = None) -> Tensor:

@@ -21,8 +21,8 @@ from typing import Literal, NamedTuple, Optional, get_args
 import torch
 from torch import Tensor, nn
 
-from src.models.recurrent_stack import RecurrentStack, check_choice
-from src.models.recurrent_trace import RecurrentTrace, mask_from_lengths, watch_gradient
+from src.models.recurrent_stack import RecurrentOutput, RecurrentStack, check_choice, layer_inputs
+from src.models.recurrent_trace import LayerInputs, RecurrentTrace, mask_from_lengths, watch_gradient
 
 DecoderInput = Literal["previous_output", "teacher_forcing", "bottleneck"]
 DECODER_INPUTS = get_args(DecoderInput)
@@ -31,13 +31,14 @@ DECODER_INPUTS = get_args(DecoderInput)
 class AutoencoderOutput(NamedTuple):
     reconstruction: Tensor  # [B, T, D]
     z: Tensor  # [B, Z]
-    trace: RecurrentTrace  # inputs [B, T, D], mask [B, T], hidden encoder_l*/decoder_l* [B, T, H]
+    trace: RecurrentTrace  # inputs [B, T, D], mask [B, T], hidden encoder_<cell>_l*/decoder_<cell>_l* [B, T, H]
 
 
 class Decoded(NamedTuple):
     reconstruction: Tensor  # [B, T, D]
-    hidden: dict[str, Tensor]  # decoder_l0, ... -> [B, T, H]
-    cell: dict[str, Tensor]  # LSTM: decoder_l0, ... -> final cell state [B, H]
+    hidden: dict[str, Tensor]  # decoder_gru_l0, ... -> [B, T, H]
+    cell: dict[str, Tensor]  # LSTM: decoder_lstm_l0, ... -> final cell state [B, H]
+    layers: dict[str, LayerInputs]  # decoder_gru_l0, ... -> what its gates read
 
 
 class RNNAutoencoder(nn.Module):
@@ -79,9 +80,13 @@ class RNNAutoencoder(nn.Module):
     # -- the two halves ---------------------------------------------------------------------------------
     def encode(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """x ``[B, T, D]``, lengths ``[B]`` -> (z ``[B, Z]``, encoder hidden sequences ``[B, T, H]`` by name)."""
+        z, rec = self._encode(x, lengths)
+        return z, rec.hidden
+
+    def _encode(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, RecurrentOutput]:
         rec = self.encoder(x, lengths)
         # final_hidden[-1] is the top layer's output at each sequence's last valid token, not after the padding.
-        return self.to_bottleneck(rec.final_hidden[-1]), rec.hidden
+        return self.to_bottleneck(rec.final_hidden[-1]), rec
 
     def initial_state(self, z: Tensor):
         """z ``[B, Z]`` -> h0 ``[layers, B, H]`` (LSTM: (h0, c0))."""
@@ -99,12 +104,12 @@ class RNNAutoencoder(nn.Module):
         state = self.initial_state(z)
         if self.decoder_input == "bottleneck":
             rec = self.decoder(z.unsqueeze(1).expand(-1, length, -1), state=state)
-            return Decoded(self.output(rec.output), rec.hidden, self._cells(rec.final_cell))
+            return Decoded(self.output(rec.output), rec.hidden, rec.cells(self.decoder.state_names()), rec.layers)
         if self.decoder_input == "teacher_forcing" and targets is not None and self.teacher_forcing_ratio == 1.0:
             # The true previous vector at every step: one cuDNN call over the shifted targets.
             shifted = torch.cat([targets.new_zeros(targets.size(0), 1, targets.size(2)), targets[:, :-1]], dim=1)
             rec = self.decoder(shifted, state=state)
-            return Decoded(self.output(rec.output), rec.hidden, self._cells(rec.final_cell))
+            return Decoded(self.output(rec.output), rec.hidden, rec.cells(self.decoder.state_names()), rec.layers)
         return self._decode_stepwise(z, state, length, targets if self.decoder_input == "teacher_forcing" else None)
 
     def _decode_stepwise(self, z: Tensor, state, length: int, targets: Optional[Tensor]) -> Decoded:
@@ -121,12 +126,14 @@ class RNNAutoencoder(nn.Module):
         weights = [(layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0)
                    for layer in self.decoder.layers]
         step_input = z.new_zeros(batch, self.input_dim)
-        outputs, hidden = [], [[] for _ in range(self.num_layers)]
+        initial = (list(h), None if c is None else list(c))
+        outputs, hidden, inputs = [], [[] for _ in range(self.num_layers)], [[] for _ in range(self.num_layers)]
         for t in range(length):
             x = step_input
             for i, w in enumerate(weights):
                 if i > 0:
                     x = self.decoder.dropout(x)
+                inputs[i].append(x)
                 if c is not None:
                     h[i], c[i] = cell(x, (h[i], c[i]), *w)
                 else:
@@ -140,9 +147,16 @@ class RNNAutoencoder(nn.Module):
                 # Scheduled sampling: per sequence, the true vector with probability teacher_forcing_ratio.
                 use_true = torch.rand(batch, 1, device=z.device) < self.teacher_forcing_ratio
                 step_input = torch.where(use_true, targets[:, t], out)
-        names = [f"{self.decoder.name}_l{i}" for i in range(self.num_layers)]
+        names = self.decoder.state_names()
         cells = dict(zip(names, c)) if c is not None else {}
-        return Decoded(torch.stack(outputs, dim=1), {n: torch.stack(s, dim=1) for n, s in zip(names, hidden)}, cells)
+        layers = {}
+        for i, name in enumerate(names):
+            state = initial[0][i][None] if c is None else (initial[0][i][None], initial[1][i][None])
+            recorded = layer_inputs(self.cell, self.decoder.layers[i], torch.stack(inputs[i], dim=1), state)
+            if recorded is not None:
+                layers[name] = recorded
+        return Decoded(torch.stack(outputs, dim=1), {n: torch.stack(s, dim=1) for n, s in zip(names, hidden)}, cells,
+                       layers)
 
     def _cell_function(self):
         if self.cell == "lstm":
@@ -150,11 +164,6 @@ class RNNAutoencoder(nn.Module):
         if self.cell == "gru":
             return torch.gru_cell
         return torch.rnn_relu_cell if self.decoder.layers[0].nonlinearity == "relu" else torch.rnn_tanh_cell
-
-    def _cells(self, final_cell: Optional[Tensor]) -> dict[str, Tensor]:
-        if final_cell is None:
-            return {}
-        return {f"{self.decoder.name}_l{i}": final_cell[i] for i in range(self.num_layers)}
 
     def forward(self, x: Tensor, lengths: Tensor, teacher_forcing: bool = True,
                 watch_inputs: bool = False) -> AutoencoderOutput:
@@ -166,8 +175,11 @@ class RNNAutoencoder(nn.Module):
         direct derivative of the loss with respect to its own target.
         """
         encoder_input = watch_gradient(x) if watch_inputs else x
-        z, encoder_hidden = self.encode(encoder_input, lengths)
+        z, encoded = self._encode(encoder_input, lengths)
         decoded = self.decode(z, x.size(1), x.detach() if teacher_forcing else None)
         mask = mask_from_lengths(lengths.to(x.device), x.size(1))
-        trace = RecurrentTrace(encoder_input, mask, {**encoder_hidden, **decoded.hidden}, decoded.cell)
+        # The decoder runs every step (no lengths): its states after padding are not the poem's, so only the
+        # encoder's exact final cell states are kept (the decoder's are computed from its gates over the mask).
+        trace = RecurrentTrace(encoder_input, mask, {**encoded.hidden, **decoded.hidden},
+                               encoded.cells(self.encoder.state_names()), {**encoded.layers, **decoded.layers})
         return AutoencoderOutput(decoded.reconstruction, z, trace)

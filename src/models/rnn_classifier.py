@@ -7,6 +7,7 @@ from typing import Literal, NamedTuple, get_args
 import torch
 from torch import Tensor, nn
 
+from src.models.recurrent_init import add_keep_gate_bias
 from src.models.recurrent_stack import RecurrentOutput, RecurrentStack, check_choice, last_valid
 from src.models.recurrent_trace import RecurrentTrace, mask_from_lengths, watch_gradient
 
@@ -25,6 +26,7 @@ class RNNClassifier(nn.Module):
     Padding-aware: the representation of a review never depends on its padding. ``last`` takes the top
     layer's output at each review's last valid token (for bidirectional models, concatenated with the
     reverse direction's output at the first token); ``mean`` and ``max`` pool over valid positions only.
+    keep_gate_bias: added to every layer's forget (LSTM) or update (GRU) gate bias (``add_keep_gate_bias``).
     """
 
     def __init__(
@@ -40,12 +42,15 @@ class RNNClassifier(nn.Module):
         pad_index: int = 0,
         nonlinearity: str = "tanh",
         pack: bool = False,
+        keep_gate_bias: float = 0.0,
     ):
         super().__init__()
         self.pooling = check_choice("pooling", pooling, POOLINGS)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_index)
         self.rnn = RecurrentStack(embedding_dim, hidden_size, num_layers, cell, bidirectional, dropout,
                                   nonlinearity=nonlinearity, pack=pack)
+        for layer in (*self.rnn.layers, *self.rnn.reverse_layers):
+            add_keep_gate_bias(layer, keep_gate_bias)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size * self.rnn.directions, 1)
 
@@ -57,7 +62,8 @@ class RNNClassifier(nn.Module):
         rec = self.rnn(embedded, lengths)
         pooled = self.pool(rec, lengths, mask)  # [B, H * dirs]
         logits = self.head(self.dropout(pooled)).squeeze(-1)
-        return ClassifierOutput(logits, RecurrentTrace(embedded, mask, rec.hidden, self._cells(rec)))
+        trace = RecurrentTrace(embedded, mask, rec.hidden, rec.cells(self.rnn.state_names()), rec.layers)
+        return ClassifierOutput(logits, trace)
 
     def pool(self, rec: RecurrentOutput, lengths: Tensor, mask: Tensor) -> Tensor:
         out = rec.output  # [B, T, H * dirs]
@@ -71,10 +77,3 @@ class RNNClassifier(nn.Module):
         if self.rnn.directions == 1:
             return forward_last
         return torch.cat([forward_last, out[:, 0, h:]], dim=-1)
-
-    def _cells(self, rec: RecurrentOutput) -> dict[str, Tensor]:
-        if rec.final_cell is None:
-            return {}
-        d = self.rnn.directions
-        names = [f"rnn_l{i}" + ("_reverse" if j else "") for i in range(self.rnn.num_layers) for j in range(d)]
-        return dict(zip(names, rec.final_cell))

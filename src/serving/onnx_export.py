@@ -59,7 +59,7 @@ class ExportableClassifier(nn.Module):
             x = torch.cat(outputs, dim=-1)  # [B, T, H * dirs]
             if i < len(self.forward_layers) - 1:
                 x = x * keep  # the pooling masks the last layer's padding itself: a Mul less (~4% of ORT's time)
-        pooled = self.net.pool(RecurrentOutput(x, {}, x, None), lengths, mask)  # [B, H * dirs]
+        pooled = self.net.pool(RecurrentOutput(x, {}, x, None, {}), lengths, mask)  # [B, H * dirs]
         return self.net.head(pooled).squeeze(-1)
 
 

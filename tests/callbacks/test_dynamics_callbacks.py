@@ -16,12 +16,20 @@ from torch.utils.data import DataLoader
 
 from data_modules.batching import TextBatch
 from src.callbacks import GradientFlowMonitor, GradientNormMonitor, HiddenStateMonitor
-from src.callbacks.gradient_flow_monitor import early_late_ratio, gradient_horizon, summarize, timestep_grad_norms
+from src.callbacks.gradient_flow_monitor import (
+    early_late_ratio,
+    gradient_horizon,
+    horizon_censored,
+    log10_scalars,
+    summarize,
+    timestep_grad_norms,
+)
 from src.callbacks.gradient_norm_monitor import layer_grad_norms
 from src.callbacks.hidden_state_monitor import cell_norm, hidden_stats
 from src.lightning_modules.text_classifier import TextClassifier
 from src.models.recurrent_stack import RecurrentStack
 from src.models.recurrent_trace import mask_from_lengths
+from tests.common import reference_curves, run_dir
 
 QUIET = dict(enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, accelerator="cpu",
              devices=1)
@@ -38,20 +46,6 @@ def event_accumulator(root):
 
 
 # -- per-timestep gradient norms --------------------------------------------------------------------------------
-def reference_curves(grad: torch.Tensor, lengths: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Plain loops: mean over sequences of ||grad[b, t]|| by position (start) and by distance from the end."""
-    steps = grad.shape[1]
-    by_start = [[] for _ in range(steps)]
-    by_end = [[] for _ in range(steps)]
-    for b, length in enumerate(lengths):
-        for t in range(length):
-            norm = float(torch.linalg.vector_norm(grad[b, t].double()))
-            by_start[t].append(norm)
-            by_end[steps - 1 - (length - 1 - t)].append(norm)
-    mean = lambda rows: np.array([np.mean(r) if r else np.nan for r in rows])  # noqa: E731
-    return mean(by_start), mean(by_end)
-
-
 def test_timestep_norms_ignore_padding_whatever_its_gradient():
     torch.manual_seed(0)
     lengths = [5, 2, 7, 3]
@@ -122,6 +116,7 @@ def test_curve_summaries_follow_their_definitions():
     curve = 2.0 ** np.arange(-20, 1)  # 21 points, halving at each step back from the end
     assert early_late_ratio(curve) == pytest.approx(2.0 ** (2 - 18))  # index 2 over index 18
     assert gradient_horizon(curve, 1e-3) == 10  # 2^-9 >= 1e-3 > 2^-10: the last 10 positions stay above
+    assert summarize(curve)["horizon_fraction"] == pytest.approx(10 / 21)
     assert gradient_horizon(curve[::-1], 1e-3) == 21  # growing backwards: reaches the first step
     dip = np.array([1e-9, 1.0, 1e-9, 1e-9, 0.5])
     assert gradient_horizon(dip, 1e-3) == 4  # counts back to the earliest large norm, across the dip
@@ -129,6 +124,24 @@ def test_curve_summaries_follow_their_definitions():
     with_nan_edges = np.concatenate([[np.nan, np.nan], curve])
     assert summarize(with_nan_edges) == summarize(curve)
     assert summarize(curve)["first"] == curve[0] and summarize(curve)["last"] == 1.0
+    scalars = log10_scalars(summarize(curve))
+    assert scalars["first_log10"] == pytest.approx(-20 * np.log10(2)) and scalars["last_log10"] == 0.0
+    assert scalars["early_late_log10"] == pytest.approx(-16 * np.log10(2)) and scalars["horizon"] == 10
+    underflowed = log10_scalars(summarize(np.array([0.0, 1e-30, 1.0])))  # float32 ran out of range: a floor
+    assert underflowed["first_log10"] == underflowed["early_late_log10"] == -45.0
+
+
+@pytest.mark.parametrize("floor, censored", [(1e-3, True), (0.99e-3, False), (0.5, True), (1e-12, False)])
+def test_horizon_is_censored_exactly_when_the_norm_never_falls_below_the_threshold(floor, censored):
+    """A curve decaying from 1 at the last step to ``floor`` at the first: censored iff floor >= 1e-3 x the peak,
+    and then the horizon is the whole length (fraction 1.0)."""
+    curve = np.geomspace(floor, 1.0, 30)
+    never_below = bool(np.all(curve >= 1e-3 * curve.max()))
+    assert never_below == censored == horizon_censored(curve, 1e-3)
+    figures = summarize(curve, 1e-3)
+    assert (figures["horizon_fraction"] == 1.0) == censored and (figures["horizon"] == 30) == censored
+    flat = np.ones(30)  # nothing decays: censored
+    assert horizon_censored(flat) and summarize(flat)["horizon_fraction"] == 1.0
 
 
 @pytest.mark.parametrize("spectral_norm, falls", [(0.5, True), (1.5, False)])
@@ -228,7 +241,7 @@ def test_layer_grad_norms_per_tensor_equal_lightnings_grad_norm(norm_type):
 
 # -- the callbacks inside training ------------------------------------------------------------------------------
 class PlainRegression(pl.LightningModule):
-    """A module without the monitoring contract."""
+    """A module without the monitoring contract and without a recurrent module."""
 
     def __init__(self):
         super().__init__()
@@ -241,9 +254,9 @@ class PlainRegression(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def test_callbacks_stay_silent_on_a_module_without_the_contract(tmp_path):
+def test_callbacks_stay_silent_on_a_module_without_a_recurrent_layer(tmp_path):
     flow, hidden = GradientFlowMonitor(every_n_steps=1), HiddenStateMonitor(every_n_steps=1)
-    norms = GradientNormMonitor(every_n_steps=1, vanishing_threshold=0.0, exploding_threshold=1e-12)
+    norms = GradientNormMonitor(every_n_steps=1)
     trainer = pl.Trainer(max_steps=4, default_root_dir=tmp_path, callbacks=[flow, hidden, norms], log_every_n_steps=1,
                          **QUIET)
     with warnings.catch_warnings(record=True) as caught:
@@ -251,12 +264,10 @@ def test_callbacks_stay_silent_on_a_module_without_the_contract(tmp_path):
         trainer.fit(PlainRegression(), DataLoader(torch.randn(16, 3), batch_size=4))
     messages = [str(w.message) for w in caught]
     assert trainer.global_step == 4  # training went on
-    contract = [m for m in messages if "monitoring contract" in m]
-    assert len(contract) == 2 and any("GradientFlowMonitor" in m for m in contract)  # once per callback
+    unsupported = [m for m in messages if "holds no nn.RNN" in m]
+    assert len(unsupported) == 2 and any("GradientFlowMonitor" in m for m in unsupported)  # once per callback
     assert flow.records == [] and hidden.records == []
-    # The gradient-norm monitor needs no contract; its threshold warning is one line for 4 flagged steps.
-    assert len(norms.records) == 4 and norms.flagged["exploding"] == 4
-    assert sum("exploding gradients" in m for m in messages) == 1
+    assert len(norms.records) == 4 and set(norms.records[0]["norms"]) == {"layer", "total"}  # needs no recurrence
     assert not glob.glob(f"{tmp_path}/**/gradient_flow.npz", recursive=True)
     assert glob.glob(f"{tmp_path}/**/gradient_norms.npz", recursive=True)
 
@@ -273,30 +284,46 @@ def test_train_py_with_dynamics_yaml_writes_tensorboard_panels(tmp_path):
               "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path)])
     ea = event_accumulator(tmp_path)
     tags = ea.Tags()
-    for tag in ["gradflow/first", "gradflow/middle", "gradflow/last", "gradflow/early_late_ratio", "gradflow/horizon",
-                "hidden/rnn_l0/saturation", "hidden/rnn_l0/mean_abs", "hidden/rnn_l0/std",
-                "hidden/rnn_l0/temporal_variance", "gradnorm/total", "gradnorm/net.rnn.layers.0",
-                "gradnorm/net.embedding"]:
+    for tag in ["gradflow/first_log10", "gradflow/middle_log10", "gradflow/last_log10", "gradflow/early_late_log10",
+                "gradflow/horizon", "gradflow/horizon_fraction", "hidden/lstm_l0/saturation", "hidden/lstm_l0/mean_abs",
+                "hidden/lstm_l0/std", "hidden/lstm_l0/temporal_variance", "hidden/lstm_l0/cell_norm",
+                "gradnorm/total_log10", "gradnorm/lstm_l0_log10", "gradnorm/embedding_log10", "gradnorm/head_log10",
+                "gates/lstm_l0/forget/right", "gates/lstm_l0/candidate/left", "gates/lstm_l0/forget/mean"]:
         assert tag in tags["scalars"], tag
+    assert not any(t in tags["scalars"] for t in ("gradflow/first", "gradnorm/total", "hp_metric", "epoch"))
     # 162 training reviews in batches of 8: 21 steps per epoch, logged at steps 0 and 25 of 42 by default
-    assert [e.step for e in ea.Scalars("gradflow/first")] == [0, 25]
-    assert all(math.isfinite(e.value) and e.value > 0 for e in ea.Scalars("gradnorm/total"))
-    assert all(0 <= e.value <= 1 for e in ea.Scalars("hidden/rnn_l0/saturation"))
-    assert {"gradflow/per_timestep", "gradflow/heatmap", "hidden/example"} <= set(tags["images"])
-    assert len(ea.Images("hidden/example")) == 2  # one per epoch
+    assert [e.step for e in ea.Scalars("gradflow/first_log10")] == [0, 25]
+    assert all(math.isfinite(e.value) and 0 <= e.value <= 1 for e in ea.Scalars("hidden/lstm_l0/saturation"))
+    assert {"gradflow/per_timestep", "gradflow/heatmap", "hidden/example", "gates/saturation"} <= set(tags["images"])
+    assert len(ea.Images("hidden/example")) == 2 and len(ea.Images("gates/saturation")) == 2  # one per epoch
     assert [e.step for e in ea.Images("gradflow/per_timestep")] == [21, 42]  # at each epoch's end
-    assert ea.Images("gradflow/heatmap")[0].width > 100
-    assert "hidden/rnn_l0/values" in tags["histograms"]
-    histogram = ea.Histograms("hidden/rnn_l0/values")[-1].histogram_value
+    assert ea.Images("gradflow/heatmap")[0].width >= 500 and ea.Images("hidden/example")[0].width >= 600
+    assert "hidden/lstm_l0/values" in tags["histograms"]
+    histogram = ea.Histograms("hidden/lstm_l0/values")[-1].histogram_value
     assert -1 <= histogram.min < histogram.max <= 1 and sum(histogram.bucket) == histogram.num > 0
+    diagnoses = [b"".join(e.tensor_proto.string_val).decode() for e in ea.Tensors("dynamics/diagnosis/text_summary")]
+    assert len(diagnoses) == 2 and all(d.startswith(("healthy", "decaying")) for d in diagnoses)  # one per validation
     layout = layout_pb2.Layout.FromString(ea.Tensors("custom_scalars__config__")[-1].tensor_proto.string_val[0])
-    assert {c.title for c in layout.category} == {"gradient flow", "hidden states", "parameter gradient norms"}
-    run = glob.glob(f"{tmp_path}/lightning_logs/version_0")[0]
+    assert [c.title for c in layout.category] == ["gradient through time", "parameter gradient norms",
+                                                  "hidden states", "gates"]  # the question's answer first
+    run = run_dir(tmp_path)
+    assert run.parent.name == "text_classifier-lstm"  # the run names what it trained
     flow = np.load(f"{run}/gradient_flow.npz")
     assert flow["steps"].tolist() == [0, 25] and flow["norms_end"].shape[0] == 2
     assert np.isfinite(flow["norms_end"][:, -1]).all()  # last column = every sequence's last token
-    assert np.load(f"{run}/hidden_state.npz")["rnn_l0__saturation"].shape == (2,)
-    assert np.load(f"{run}/gradient_norms.npz")["total"].shape == (2,)
+    # The log10 tags are the log10 of the raw arrays the run keeps.
+    first_valid = [row[np.isfinite(row)][0] for row in flow["norms_end"]]
+    np.testing.assert_allclose([e.value for e in ea.Scalars("gradflow/first_log10")], np.log10(first_valid),
+                               rtol=1e-5)
+    np.testing.assert_allclose([e.value for e in ea.Scalars("gradflow/last_log10")],
+                               np.log10(flow["norms_end"][:, -1]), rtol=1e-5)
+    norms = np.load(f"{run}/gradient_norms.npz")
+    np.testing.assert_allclose([e.value for e in ea.Scalars("gradnorm/total_log10")], np.log10(norms["total"]),
+                               rtol=1e-5)
+    np.testing.assert_allclose([e.value for e in ea.Scalars("gradnorm/lstm_l0_log10")], np.log10(norms["lstm_l0"]),
+                               rtol=1e-5)
+    hidden = np.load(f"{run}/hidden_state.npz")
+    assert hidden["lstm_l0__saturation"].shape == (2,) and hidden["gates__lstm_l0__forget__right"].shape == (2,)
 
 
 @pytest.mark.slow
@@ -309,23 +336,27 @@ def test_dynamics_yaml_on_the_autoencoder_shows_encoder_and_decoder(tmp_path):
               "--model.hidden_size", "8", "--model.curriculum", "[[4, 1], [8, 1]]", "--trainer.max_epochs", "2",
               "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path)])
     tags = event_accumulator(tmp_path).Tags()
-    for name in ("encoder_l0", "decoder_l0"):
+    for name in ("encoder_lstm_l0", "decoder_lstm_l0"):
         assert f"hidden/{name}/saturation" in tags["scalars"] and f"hidden/{name}/values" in tags["histograms"]
-    assert {"gradflow/first", "gradflow/horizon", "gradnorm/total"} <= set(tags["scalars"])
-    assert {"gradflow/per_timestep", "gradflow/heatmap", "hidden/example"} <= set(tags["images"])
+        assert f"hidden/{name}/cell_norm" in tags["scalars"] and f"gates/{name}/forget/right" in tags["scalars"]
+        assert f"gradnorm/{name}_log10" in tags["scalars"]
+    assert {"gradflow/first_log10", "gradflow/horizon", "gradnorm/total_log10"} <= set(tags["scalars"])
+    assert not any(t.startswith("data/") for t in tags["scalars"])  # the data's constant summary is text
+    assert {"gradflow/per_timestep", "gradflow/heatmap", "hidden/example", "gates/saturation"} <= set(tags["images"])
 
 
 def test_bf16_mixed_precision_norms_are_float32_and_finite(tmp_path):
     torch.manual_seed(0)
     model = TextClassifier(vocab_size=30, cell="gru", embedding_dim=6, hidden_size=8)
     flow = GradientFlowMonitor(every_n_steps=1, images=False, save_arrays=False)
-    hidden = HiddenStateMonitor(every_n_steps=1)
+    hidden = HiddenStateMonitor(every_n_steps=1, gates_every_n_steps=1)
     trainer = pl.Trainer(max_steps=2, precision="bf16-mixed", logger=False, callbacks=[flow, hidden],
                          limit_val_batches=0, default_root_dir=tmp_path, **QUIET)
     trainer.fit(model, datamodule=OneBatch(padded_batch(), steps=2))
     assert len(flow.records) == 2 and all(r["norms_end"].dtype == np.float32 for r in flow.records)
     assert all(np.isfinite(r["norms_end"]).all() and (r["norms_end"] > 0).any() for r in flow.records)
-    assert all(math.isfinite(r["values"]["rnn_l0/saturation"]) for r in hidden.records)
+    assert all(math.isfinite(r["values"]["gru_l0/saturation"]) for r in hidden.records)
+    assert all(0 <= r["values"]["gates/gru_l0/update/right"] <= 1 for r in hidden.records)
 
 
 def test_held_steps_are_finished_when_full_and_written_as_one_event_per_step(tmp_path, monkeypatch):
@@ -337,7 +368,8 @@ def test_held_steps_are_finished_when_full_and_written_as_one_event_per_step(tmp
     monkeypatch.setattr(trace_arming, "MAX_PENDING_STEPS", 2)
     torch.manual_seed(0)
     callbacks = [GradientFlowMonitor(every_n_steps=1, images=False, save_arrays=False),
-                 HiddenStateMonitor(every_n_steps=1, histograms=False, example_image=False, save_arrays=False),
+                 HiddenStateMonitor(every_n_steps=1, gates_every_n_steps=1, histograms=False, images=False,
+                                    save_arrays=False),
                  GradientNormMonitor(every_n_steps=1, save_arrays=False)]
     finished_before_epoch_end = []
 
@@ -353,8 +385,9 @@ def test_held_steps_are_finished_when_full_and_written_as_one_event_per_step(tmp
     assert finished_before_epoch_end == [[0, 0, 0], [2, 2, 2], [2, 2, 2], [4, 4, 4], [4, 4, 4]]
     assert all(len(c.records) == 5 for c in callbacks)
     events = [e for e in EventFileLoader(glob.glob(f"{tmp_path}/**/events.out.tfevents.*", recursive=True)[0]).Load()
-              if e.HasField("summary") and any(v.tag == "gradflow/first" for v in e.summary.value)]
+              if e.HasField("summary") and any(v.tag == "gradflow/first_log10" for v in e.summary.value)]
     assert [e.step for e in events] == [0, 1, 2, 3, 4]
     for event in events:  # every callback's scalars of a step in its one event
         tags = {v.tag for v in event.summary.value}
-        assert {"gradflow/horizon", "hidden/rnn_l0/saturation", "hidden/rnn_l0/cell_norm", "gradnorm/total"} <= tags
+        assert {"gradflow/horizon", "hidden/lstm_l0/saturation", "hidden/lstm_l0/cell_norm", "gradnorm/total_log10",
+                "gates/lstm_l0/forget/right"} <= tags

@@ -11,7 +11,7 @@ import torch
 from data_modules.poem_files import read_poems
 from data_modules.poetry import DEFAULT_POEMS
 from src.lightning_modules.curriculum_autoencoder import CurriculumAutoencoder
-from tests.common import scalars
+from tests.common import run_dir, scalars
 
 
 # -- end to end: train.py, resume in mid-phase, checkpoint, encode ---------------------------------------
@@ -27,9 +27,9 @@ def trained(tmp_path_factory):
             "--data.cache_dir", str(root / "cache"), "--model.hidden_size", "16", "--model.bottleneck_dim", "4",
             "--model.cell", "gru", "--model.curriculum", "[[4, 2], [7, 2]]"]
     cli_main(args + ["--trainer.max_epochs", "1"])
-    first = root / "lightning_logs" / "version_0"
+    first = run_dir(root)
     cli = cli_main(args + ["--trainer.max_epochs", "4", "--ckpt_path", str(first / "checkpoints" / "last.ckpt")])
-    return root, first, root / "lightning_logs" / "version_1", cli
+    return root, first, run_dir(root, 1), cli
 
 
 @pytest.mark.slow
@@ -103,7 +103,7 @@ def test_auto_bottleneck_and_a_checkpoint_of_another_dimension(trained, tmp_path
             "null", "--trainer.max_epochs", "1"]
     cli = cli_main(args + ["--data.glove_path", str(glove)])
     assert cli.model.hparams.bottleneck_dim == cli.datamodule.report["pca_dim_90"] <= 4
-    ckpt = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    ckpt = run_dir(tmp_path) / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, weights_only=True)["hyper_parameters"]["bottleneck_dim"] == cli.model.hparams.bottleneck_dim
     with pytest.raises(SystemExit) as stop:
         cli_main(args + ["--trainer.max_epochs", "2", "--ckpt_path", str(ckpt)])

@@ -10,7 +10,7 @@ from data_modules.char_text import UNK, read_corpus
 from src.lightning_modules.char_language_model import CharLanguageModel
 from src.sample import main as sample_main
 from src.utils.checkpoint_file import MODEL_CLASS_KEY
-from tests.common import QUIET, ROOT
+from tests.common import QUIET, ROOT, run_dir
 from train import cli_main
 
 
@@ -25,7 +25,7 @@ def trained_run(tmp_path_factory):
                     "--data.window_len", "64", "--data.batch_size", "32", "--model.hidden_size", "64",
                     "--model.sample_length", "40", "--trainer.max_epochs", "2",
                     "--trainer.default_root_dir", str(tmp), *QUIET])
-    return cli, tmp / "lightning_logs" / "version_0"
+    return cli, run_dir(tmp)
 
 
 @pytest.mark.slow

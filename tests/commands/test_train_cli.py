@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 
 from src.lightning_modules.text_classifier import TextClassifier
-from tests.common import QUIET, ROOT, scalars
+from tests.common import QUIET, ROOT, run_dir, scalars
 from train import cli_main
 
 
@@ -17,7 +17,7 @@ def fit(tmp_path, *extra, name="run"):
     args = ["fit", "--config", str(ROOT / "configs/reviews.yaml"), "--trainer.default_root_dir", str(tmp_path / name),
             "--data.cache_dir", str(tmp_path / "cache"), *QUIET, *extra]
     cli_main(args)
-    return tmp_path / name / "lightning_logs" / "version_0"
+    return run_dir(tmp_path / name)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_resume_continues_at_the_next_epoch_and_validate_test_predict_run(traine
         cli_main([sub, "--config", str(ROOT / "configs/reviews.yaml"), "--ckpt_path", last,
                   "--trainer.default_root_dir", str(tmp_path / sub), "--data.cache_dir", str(tmp / "cache"), *QUIET])
     assert scalars(tmp_path / "test")["test/acc"][-1] >= 0.95
-    predictions = pd.read_csv(tmp_path / "predict/lightning_logs/version_0/predictions.csv")
+    predictions = pd.read_csv(run_dir(tmp_path / "predict") / "predictions.csv")
     assert len(predictions) == 200 and set(predictions.label) <= {"negative", "positive"}  # the 10% test split
 
 
@@ -128,7 +128,7 @@ def test_non_finite_loss_stops_before_the_last_good_checkpoint_is_overwritten(tm
         fit(tmp_path, "--trainer.max_epochs", "3", "--data.n_samples", "300",
             "--trainer.callbacks+", "tests.commands.test_train_cli.PoisonWeightsAtEpoch")
     assert stop.value.code == 2 and "last good checkpoint is kept" in capsys.readouterr().err
-    last = torch.load(tmp_path / "run/lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)
+    last = torch.load(run_dir(tmp_path / "run") / "checkpoints/last.ckpt", weights_only=True)
     assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["state_dict"].values())
 
 
@@ -139,9 +139,10 @@ def test_ddp_on_two_cpu_processes(tmp_path):
                        "--trainer.default_root_dir", str(tmp_path), "--data.cache_dir", str(tmp_path / "cache"), *QUIET)
     assert result.returncode == 0, result.stderr[-3000:]
     tags = scalars(tmp_path / "lightning_logs")
-    assert len(list((tmp_path / "lightning_logs").iterdir())) == 1  # rank zero alone logs
+    assert len(list(run_dir(tmp_path).parent.parent.iterdir())) == 1  # rank zero alone logs
+    assert len(list(run_dir(tmp_path).parent.iterdir())) == 1
     # 600 reviews -> 486 train; each of the 2 ranks sees half of them: ceil(243 / 32) = 8 steps per epoch.
-    last = torch.load(tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)
+    last = torch.load(run_dir(tmp_path) / "checkpoints/last.ckpt", weights_only=True)
     assert last["global_step"] == 16
     assert tags["val/acc"][-1] >= 0.9
 

@@ -17,7 +17,7 @@ from src.experiments.report import fmt, table
 from src.models.last_step_classifier import LastStepClassifier
 from src.models.recurrent_init import add_keep_gate_bias, init_recurrent_weights
 from src.utils.errors import UserInputError
-from tests.common import QUIET, ROOT
+from tests.common import QUIET, ROOT, run_dir
 
 
 # -- the memory task --------------------------------------------------------------------------------------------
@@ -100,8 +100,8 @@ def test_last_step_classifier_shapes_trace_and_gradient_to_the_first_token():
     tokens = torch.randint(0, 10, (4, 7))
     out = net(tokens, watch_inputs=True)
     assert out.logits.shape == (4, 10)
-    assert out.trace.mask.all() and out.trace.hidden["rnn_l0"].shape == (4, 7, 8)
-    assert out.trace.cell["rnn_l0"].shape == (4, 8)  # exact final cell state: no padding, no lengths
+    assert out.trace.mask.all() and out.trace.hidden["lstm_l0"].shape == (4, 7, 8)
+    assert out.trace.cell["lstm_l0"].shape == (4, 8)  # exact final cell state: no padding, no lengths
     nn.functional.cross_entropy(out.logits, tokens[:, 0]).backward()
     assert out.trace.inputs.grad[:, 0].abs().sum() > 0
 
@@ -210,7 +210,7 @@ def test_cell_norms_stepped_by_hand_end_in_the_lstm_final_cell_state():
     trace, norms = state_norms(model, batch)
     _, (_, c_n) = model.net.rnn.layers[0](model.net.embedding(batch.tokens))
     assert torch.allclose(norms["cell"][:, -1], c_n[0].norm(dim=-1), atol=1e-6)
-    assert torch.allclose(norms["hidden"], trace.hidden["rnn_l0"].norm(dim=-1))
+    assert torch.allclose(norms["hidden"], trace.hidden["lstm_l0"].norm(dim=-1))
 
 
 def test_experiment_cli_reports_missing_data_in_one_line(tmp_path, capsys):
@@ -231,7 +231,7 @@ def test_memory_task_trains_from_train_py_and_checkpoint_loads_weights_only(tmp_
     cli_main(["fit", "--config", str(ROOT / "configs/memory_task.yaml"), "--trainer.default_root_dir", str(tmp_path),
               "--trainer.max_epochs", "1", "--data.n_train", "256", "--data.n_val", "64", "--data.seq_length", "6",
               "--model.cell", "gru", "--trainer.log_every_n_steps", "1", *QUIET])
-    run = tmp_path / "lightning_logs" / "version_0"
+    run = run_dir(tmp_path)
     raw = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert raw["model_class"] == "SequenceClassifier" and raw["hyper_parameters"]["vocab_size"] == 10
     model = SequenceClassifier.from_checkpoint(run / "checkpoints" / "last.ckpt")

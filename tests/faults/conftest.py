@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.common import run_dir
 from tests.faults.fault_harness import TINY, checkpoint_of
 
 
@@ -20,7 +21,7 @@ def tiny_run(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("tiny_run")
     cli_main(["fit", *TINY, "--trainer.default_root_dir", str(root), "--data.cache_dir", str(root / "cache")])
-    return root / "lightning_logs" / "version_0"
+    return run_dir(root)
 
 
 @pytest.fixture(scope="session")

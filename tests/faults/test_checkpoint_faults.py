@@ -51,7 +51,7 @@ def full_disk_on_save(monkeypatch, failing_call: int, error: OSError):
 
 
 def test_a_full_disk_keeps_the_previous_checkpoint_whole_and_the_run_resumes(tmp_path, capfd, monkeypatch):
-    run = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    run = tmp_path / "lightning_logs" / "text_classifier-lstm" / "version_0" / "checkpoints"  # train.py names it
     before = {}
 
     real_replace = os.replace
@@ -73,7 +73,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint_whole_and_the_run_resumes(tmp
     monkeypatch.undo()
     code, lines = run_command(capfd, cli_main, fit_args(tmp_path, "--trainer.max_epochs", "2", "--ckpt_path", "last"))
     assert code == 0, lines
-    resumed = torch.load(tmp_path / "lightning_logs/version_1/checkpoints/last.ckpt", weights_only=True)
+    resumed = torch.load(run.parent.parent / "version_1/checkpoints/last.ckpt", weights_only=True)
     assert resumed["epoch"] == 1
 
 

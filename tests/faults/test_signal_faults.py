@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.common import ROOT
+from tests.common import ROOT, run_dir
 from tests.faults.fault_harness import TINY, loadable_checkpoints, run_command
 from train import cli_main
 
@@ -30,7 +30,7 @@ def resume(root: Path, epochs: int, capfd) -> dict:
     code, lines = run_command(capfd, cli_main, ["fit", *TINY, "--trainer.max_epochs", epochs, "--ckpt_path", "last",
                                                 "--trainer.default_root_dir", root, "--data.cache_dir", root / "cache"])
     assert code == 0, lines
-    newest = max(root.glob("lightning_logs/version_*/checkpoints/last.ckpt"), key=lambda f: f.stat().st_mtime)
+    newest = max(root.glob("lightning_logs/*/version_*/checkpoints/last.ckpt"), key=lambda f: f.stat().st_mtime)
     return torch.load(newest, weights_only=True)
 
 
@@ -45,7 +45,7 @@ def test_a_stopped_run_saves_the_interrupted_epoch_exits_non_zero_and_resumes(si
                                                 "--data.cache_dir", tmp_path / "cache"])
     assert code == 128 + signum and lines[-1].startswith(f"stopped by {signum.name} in epoch 1 at step 9"), lines
     assert not any("Traceback" in line for line in lines)
-    stopped = torch.load(tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)
+    stopped = torch.load(run_dir(tmp_path) / "checkpoints/last.ckpt", weights_only=True)
     assert stopped["global_step"] == 9 and stopped["epoch"] == 1
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
     finished = resume(tmp_path, 3, capfd)

@@ -149,6 +149,8 @@ def guarded_dynamics_run(module: str, tmp_path: Path, device: torch.device, *ext
     callbacks = dynamics_callbacks(cli.trainer)
     for callback in callbacks:
         callback.every_n_steps = 1
+        if hasattr(callback, "gates_every_n_steps"):  # the gates have their own cadence (25 by default)
+            callback.gates_every_n_steps = 1
         guard_step_hooks(callback, device)
     spy = HeldSpy(callbacks)
     cli.trainer.callbacks.append(spy)

@@ -63,8 +63,9 @@ def test_monitoring_contract_many_to_many(tmp_path):
     assert is_traceable(model) and model.last_trace is None
     batch = next(iter(dm.val_dataloader()))
     trace = model.trace(batch)
-    assert set(trace.hidden) == {"rnn_l0", "rnn_l1"} and trace.hidden["rnn_l1"].shape == (4, 12, 10)
-    assert trace.inputs.shape == (4, 12, 8) and trace.mask.all() and set(trace.cell) == {"rnn_l0", "rnn_l1"}
+    assert set(trace.hidden) == {"lstm_l0", "lstm_l1"} and trace.hidden["lstm_l1"].shape == (4, 12, 10)
+    assert trace.inputs.shape == (4, 12, 8) and trace.mask.all() and set(trace.cell) == {"lstm_l0", "lstm_l1"}
+    assert set(trace.layers) == set(trace.hidden)  # what the gate statistics read
     model.trace_requested = True
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # self.log without a trainer may warn; the step itself is under test

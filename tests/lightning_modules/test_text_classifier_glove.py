@@ -34,3 +34,12 @@ def test_a_glove_dimension_that_differs_from_embedding_dim_is_one_clear_line(tmp
                   "--data.cache_dir", str(tmp_path / "c"), *QUIET])
     assert stop.value.code == 2
     assert "5-d vectors but embedding_dim=64; set --model.embedding_dim 5" in capsys.readouterr().err
+
+
+def test_keep_gate_bias_is_for_gated_cells_only():
+    from src.lightning_modules.text_classifier import TextClassifier
+    from src.utils.errors import UserInputError
+
+    assert TextClassifier(vocab_size=20, cell="gru", keep_gate_bias=1.0).hparams.keep_gate_bias == 1.0
+    with pytest.raises(UserInputError, match="keep_gate_bias=1.0 applies to --model.cell lstm or gru, not rnn"):
+        TextClassifier(vocab_size=20, cell="rnn", keep_gate_bias=1.0)

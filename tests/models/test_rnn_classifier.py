@@ -63,7 +63,7 @@ def test_trace_exposes_inputs_mask_and_per_layer_hidden_sequences():
     out = model(torch.randint(2, 20, (2, 5)), torch.tensor([5, 2]), watch_inputs=True)
     trace = out.trace
     assert trace.inputs.shape == (2, 5, 4) and trace.mask.tolist()[1] == [True, True, False, False, False]
-    assert set(trace.hidden) == {"rnn_l0", "rnn_l0_reverse", "rnn_l1", "rnn_l1_reverse"}
+    assert set(trace.hidden) == {"lstm_l0", "lstm_l0_reverse", "lstm_l1", "lstm_l1_reverse"} == set(trace.layers)
     assert all(h.shape == (2, 5, 3) for h in trace.hidden.values())
     out.logits.sum().backward()
     assert trace.inputs.grad is not None and trace.inputs.grad.shape == (2, 5, 4)
@@ -74,3 +74,13 @@ def test_bad_choices_name_the_options():
         RNNClassifier(10, pooling="avg")
     with pytest.raises(ValueError, match="cell='transformer'"):
         RNNClassifier(10, cell="transformer")
+
+
+def test_keep_gate_bias_opens_every_layers_forget_gate():
+    torch.manual_seed(0)
+    plain = RNNClassifier(20, 4, 3, num_layers=2, cell="lstm", bidirectional=True)
+    torch.manual_seed(0)
+    opened = RNNClassifier(20, 4, 3, num_layers=2, cell="lstm", bidirectional=True, keep_gate_bias=3.0)
+    for a, b in zip((*plain.rnn.layers, *plain.rnn.reverse_layers), (*opened.rnn.layers, *opened.rnn.reverse_layers)):
+        shift = b.bias_ih_l0 - a.bias_ih_l0  # gates i, f, g, o: only the forget block moves
+        assert torch.allclose(shift[3:6], torch.full((3,), 3.0)) and shift[:3].abs().max() == shift[6:].abs().max() == 0

@@ -20,7 +20,7 @@ from src.serving.onnx_export import example_batch, export_onnx, max_logit_differ
 from src.serving.pytorch_classifier import PyTorchClassifier
 from src.serving.word_importance import explain, integrated_gradients, occlusion
 from src.utils.errors import UserInputError
-from tests.common import ROOT
+from tests.common import ROOT, run_dir
 from train import cli_main
 
 SMALL = ["--data.n_samples", "300", "--data.max_len", "30", "--model.embedding_dim", "16", "--model.hidden_size", "16",
@@ -35,7 +35,7 @@ def ckpt(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("trained")
     cli_main(["fit", "--config", str(ROOT / "configs/reviews.yaml"), "--trainer.default_root_dir", str(tmp),
               "--data.cache_dir", str(tmp / "cache"), *SMALL])
-    return tmp / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    return run_dir(tmp) / "checkpoints" / "last.ckpt"
 
 
 @pytest.fixture(scope="module")
