@@ -12,6 +12,7 @@ What happens when something goes wrong: docs/reliability.md.
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
 import re
 import sys
@@ -27,6 +28,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from src.callbacks.checkpointing import AtomicCheckpointIO, BestCheckpoint, DivergenceGuard, LastCheckpoint
+from src.callbacks.recurrent_modules import snake_case
 from src.callbacks.run_logger import default_run_logger, optimizer_hparams
 from src.utils.checkpoint_file import MODEL_CLASS_KEY, check_model_class, read_checkpoint
 from src.utils.config_errors import one_line_config_error
@@ -188,29 +190,34 @@ class RNNLabCLI(LightningCLI):
 
 
 def newest_last_checkpoint(config) -> Path:
-    """The newest last.ckpt where this config's runs write theirs: ``last_checkpoint.dirpath`` if set, else every
-    run folder under the logger's root (``<default_root_dir>/lightning_logs/<model>-<cell>/version_*/checkpoints``,
-    and ``lightning_logs/version_*`` of a logger without a name)."""
+    """The newest last.ckpt where this config's runs write theirs: ``last_checkpoint.dirpath`` if set, else the run
+    folders of this model and cell (``<default_root_dir>/lightning_logs/<model>-<cell>/version_*/checkpoints``, the
+    names RunLogger gives), else those of a logger without a name (``lightning_logs/version_*``). Never another
+    model's: the memory-task run of a minute ago is not what a reviews run resumes."""
     last = config.get("last_checkpoint") or {}
     filename = last.get("filename") or "last"
     name = f"{filename}.ckpt" if "{" not in filename else "*.ckpt"
     root = Path(config.get("trainer", {}).get("default_root_dir") or ".").expanduser()
     logger = config.get("trainer", {}).get("logger")
     logger_args = logger.get("init_args", {}) if hasattr(logger, "get") else {}
+    model = config.get("model") or {}
+    cell = (model.get("init_args") or {}).get("cell")
+    run = snake_case(str(model.get("class_path", "")).rpartition(".")[2])
+    run += f"-{cell}" if isinstance(cell, str) else "*"  # a user's model: its cells are known once it is built
     if last.get("dirpath"):
-        folders = [Path(last["dirpath"]).expanduser()]
+        searched = [Path(last["dirpath"]).expanduser() / name]
     else:
         roots = [root / "lightning_logs"]
         if logger_args.get("save_dir"):
             roots.append(Path(logger_args["save_dir"]).expanduser() / str(logger_args.get("name") or "lightning_logs"))
-        folders = [f for r in roots for pattern in ("*/checkpoints", "*/version_*/checkpoints")
-                   for f in sorted(r.glob(pattern))] + [root / "checkpoints"]
-    found = [f for folder in folders for f in folder.glob(name)]
-    if not found:
-        where = folders[0] if last.get("dirpath") else root / "lightning_logs" / "*" / "version_*" / "checkpoints"
-        raise UserInputError(f"--ckpt_path last: no {name} under {where}, so there is nothing to resume; give the "
-                             "checkpoint file (--ckpt_path path/to/last.ckpt) or leave --ckpt_path out")
-    return max(found, key=lambda f: f.stat().st_mtime)
+        searched = [r / run / "version_*" / "checkpoints" / name for r in roots]
+        searched += [r / "version_*" / "checkpoints" / name for r in roots] + [root / "checkpoints" / name]
+    for pattern in searched:
+        found = [Path(f) for f in glob.glob(str(pattern))]
+        if found:
+            return max(found, key=lambda f: f.stat().st_mtime)
+    raise UserInputError(f"--ckpt_path last: no {name} under {searched[0].parent}, so there is nothing to resume; "
+                         "give the checkpoint file (--ckpt_path path/to/last.ckpt) or leave --ckpt_path out")
 
 
 def cli_main(args=None, run: bool = True) -> RNNLabCLI | None:

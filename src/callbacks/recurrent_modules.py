@@ -109,10 +109,15 @@ def _short_name(path: str, paths: list[str]) -> str:
     return path.replace(".", "_")
 
 
+def snake_case(class_name: str) -> str:
+    """``TextClassifier`` -> ``text_classifier``: the first part of a run's folder name."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", class_name).lower()
+
+
 def run_name(model: nn.Module) -> str:
     """What a run trained, for its log folder: the model's class in snake_case and its cell(s), e.g.
     ``text_classifier-lstm``, ``sensor_classifier-gru``, ``seq2seq-lstm+gru``; the class alone without one."""
-    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", type(model).__name__).lower()
+    words = snake_case(type(model).__name__)
     hparams = getattr(model, "hparams", None)
     cell = hparams.get("cell") if isinstance(hparams, dict) or hasattr(hparams, "get") else None
     if not isinstance(cell, str):

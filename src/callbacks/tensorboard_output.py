@@ -28,8 +28,8 @@ def tensorboard_writer(trainer: "pl.Trainer"):
 
 
 def run_dir(trainer: "pl.Trainer") -> Path:
-    """The run's log folder (``lightning_logs/version_N``). Not ``trainer.log_dir``: that broadcasts across
-    ranks, and the callbacks call this on rank zero only."""
+    """The run's log folder (``lightning_logs/<model>-<cell>/version_N``). Not ``trainer.log_dir``: that broadcasts
+    across ranks, and the callbacks call this on rank zero only."""
     logger = trainer.logger
     folder = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None) or trainer.default_root_dir
     path = Path(folder)

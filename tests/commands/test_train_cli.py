@@ -1,7 +1,9 @@
 """End-to-end runs of train.py and src.predict on the synthetic reviews (CPU, seconds each)."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -9,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 
 from src.lightning_modules.text_classifier import TextClassifier
+from src.utils.errors import UserInputError
 from tests.common import QUIET, ROOT, run_dir, scalars
 from train import cli_main
 
@@ -157,3 +160,25 @@ def test_cpu_threads_sets_torch_intra_op_threads(tmp_path):
             assert torch.get_num_threads() == expected
     finally:
         torch.set_num_threads(before)
+
+
+def test_ckpt_path_last_resumes_this_model_and_cell_not_the_newest_run(tmp_path):
+    from train import newest_last_checkpoint
+
+    def checkpoint(run: str, mtime: int) -> Path:
+        path = tmp_path / "lightning_logs" / run / "version_0" / "checkpoints" / "last.ckpt"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"")
+        os.utime(path, (mtime, mtime))
+        return path
+
+    ours = checkpoint("text_classifier-lstm", 1_000)
+    checkpoint("sequence_classifier-rnn", 2_000)  # newer, another model
+    checkpoint("text_classifier-gru", 3_000)  # newer, another cell
+    config = {"trainer": {"default_root_dir": str(tmp_path)},
+              "model": {"class_path": "src.lightning_modules.text_classifier.TextClassifier",
+                        "init_args": {"cell": "lstm"}}}
+    assert newest_last_checkpoint(config) == ours
+    config["model"]["init_args"]["cell"] = "rnn"
+    with pytest.raises(UserInputError, match="text_classifier-rnn.*nothing to resume"):
+        newest_last_checkpoint(config)
