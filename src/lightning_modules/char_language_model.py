@@ -14,6 +14,7 @@ from torchmetrics import MeanMetric
 
 from data_modules.char_text import UNK, CharBatch
 from src.lightning_modules.checkpoint_identity import CheckpointIdentity
+from src.lightning_modules.data_vocabulary import data_vocabulary
 from src.lightning_modules.finite_loss import stop_if_not_finite
 from src.lightning_modules.optimization import configure_optimizers
 from src.models.char_rnn import CharRNN, add_one_log_probs, bits_per_char
@@ -87,13 +88,9 @@ class CharLanguageModel(CheckpointIdentity, pl.LightningModule):
 
     # -- data the checkpoint carries ----------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        vocabulary = getattr(datamodule, "vocabulary", None)
+        datamodule, vocabulary = data_vocabulary(self, "characters")
         if vocabulary is None:
             return
-        if len(vocabulary) != self.hparams.vocab_size:
-            raise UserInputError(f"the data has {len(vocabulary)} characters but the model expects "
-                                 f"{self.hparams.vocab_size}; keep --model.vocab_size linked to the data")
         self.vocabulary, self.lowercase = list(vocabulary), bool(datamodule.lowercase)
         self.unigram_log_probs = add_one_log_probs(torch.as_tensor(datamodule.unigram_counts))
         self.bigram_log_probs = add_one_log_probs(torch.as_tensor(datamodule.bigram_counts))

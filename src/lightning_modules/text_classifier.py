@@ -15,6 +15,7 @@ from data_modules.batching import TextBatch
 from data_modules.vocabulary import Vocabulary
 from src.callbacks.prediction_writer import ClassifierPredictionWriter
 from src.lightning_modules.checkpoint_identity import CheckpointIdentity
+from src.lightning_modules.data_vocabulary import data_vocabulary
 from src.lightning_modules.finite_loss import stop_if_not_finite
 from src.lightning_modules.optimization import configure_optimizers
 from src.models.recurrent_stack import Cell, Nonlinearity
@@ -91,13 +92,9 @@ class TextClassifier(CheckpointIdentity, pl.LightningModule):
 
     # -- data the checkpoint carries ----------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        vocabulary = getattr(datamodule, "vocabulary", None)
+        datamodule, vocabulary = data_vocabulary(self, "vocabulary entries")
         if vocabulary is None:
             return
-        if len(vocabulary) != self.hparams.vocab_size:
-            raise UserInputError(f"the data's vocabulary has {len(vocabulary)} entries but the model expects "
-                                 f"{self.hparams.vocab_size}; keep --model.vocab_size linked to the data")
         self.vocabulary, self.label_names = vocabulary, list(datamodule.label_names)
         self.max_len = datamodule.max_len
         if stage == "fit" and self.hparams.glove_path and not self._restoring():
