@@ -151,7 +151,10 @@ _RUNS: "weakref.WeakKeyDictionary[object, _RunOutput]" = weakref.WeakKeyDictiona
 
 
 def _shared(writer) -> _RunOutput:
-    return _RUNS.setdefault(writer, _RunOutput())
+    shared = _RUNS.get(writer)  # not setdefault(writer, _RunOutput()): that builds one on every logged step
+    if shared is None:
+        shared = _RUNS[writer] = _RunOutput()
+    return shared
 
 
 # The custom-scalars tab opens on its first category: the one that answers "why did my RNN fail?".
